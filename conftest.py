@@ -1,0 +1,14 @@
+"""Wires the suite's plugins; nothing else lives here."""
+
+pytest_plugins = [
+    "fixtures.target",
+    "fixtures.api",
+    "fixtures.db",
+    "fixtures.logs",
+    "fixtures.processes",
+    "fixtures.system",
+    "fixtures.frontend",
+    "fixtures.browser",
+    "remediation.catalog",
+    "remediation.plugin",
+]

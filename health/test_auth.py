@@ -1,0 +1,194 @@
+"""Authentication issues: the runbook's diagnose-authentication.py, plus the security checks it lacks."""
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from fixtures.api import BAD_TOKENS
+from fixtures.db import DatabaseUnavailable
+from fixtures.expect import depends_on, expect, observing
+
+fix = pytest.mark.fix
+
+# Example and framework-default secrets found in tutorials and .env templates; a backend using one is forgeable.
+KNOWN_DEFAULT_SECRETS = {
+    "secret",
+    "changeme",
+    "change-me",
+    "your-secret-key",
+    "your-secret-key-here",
+    "your-secret-key-here-change-in-production",
+    "your-secret-key-here-change-in-production-please",
+    "supersecretkey",
+    "your_secret_key_here_change_in_production",
+    "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",  # FastAPI's tutorial key
+    "django-insecure-change-me",
+    "fossawork-secret-key-change-in-production",
+}
+
+
+def _reachable(api):
+    """Skip behaviour checks when the API cannot be reached at all (the endpoint checks report that)."""
+    health = api.answer("health")
+    depends_on(
+        health.kind not in ("refused", "timeout"),
+        f"API unreachable: {health.describe()} (reported by test_api_endpoint_answers_200_with_json[health])",
+    )
+
+
+@pytest.mark.auth
+@pytest.mark.parametrize(
+    "route",
+    [
+        pytest.param("login", marks=[pytest.mark.p1, fix("fix-backend-issues", "api_errors")]),
+        pytest.param("validate", marks=[pytest.mark.p1, fix("fix-backend-issues", "api_errors")]),
+        pytest.param("logout", marks=[pytest.mark.p3, fix("fix-backend-issues", "api_errors")]),
+    ],
+)
+def test_auth_route_exists(api, route):
+    """Auth endpoint not accessible.
+
+    Differs from the runbook: probed with a real request and the test user's token (FossaWork V2 answers 401 to
+    unknown routes without a token, so OPTIONS or a tokenless call cannot tell a missing route).
+    """
+    if route != "login":
+        depends_on(api.login().token, "no token to tell 401 from 404 (reported by test_login_with_test_user_succeeds)")
+    answer = api.answer({"login": "login_wrong", "validate": "validate_valid", "logout": "logout"}[route])
+    expect(
+        answer.status is not None and answer.status not in (404, 405) and answer.status < 500,
+        f"observed {answer.describe()}, expected the route to exist (not 404/405/5xx)",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("escalate")
+def test_jwt_secret_is_at_least_32_characters(target):
+    """JWT SECRET_KEY not configured, or too short (should be at least 32 characters)."""
+    secret = target.secret("jwt_secret_env")
+    where = f"{target.jwt_secret_env} (environment" + (f" or {target.env_file})" if target.env_file else ")")
+    expect(
+        secret and len(secret) >= 32,
+        f"observed {where} " + ("unset" if not secret else f"of {len(secret)} characters") + ", expected >= 32",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("escalate")
+def test_jwt_secret_is_not_a_known_default(target):
+    """Security breach: the JWT secret is a published example value, so anyone can forge tokens."""
+    secret = target.secret("jwt_secret_env")
+    depends_on(secret, f"{target.jwt_secret_env} unset (reported by test_jwt_secret_is_at_least_32_characters)")
+    expect(
+        secret.strip().lower() not in KNOWN_DEFAULT_SECRETS,
+        f"observed {target.jwt_secret_env} equal to a published example secret, expected a random one",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("fix-backend-issues", "api_errors")
+def test_login_with_test_user_succeeds(api):
+    """Login failures: login endpoint returning server error or not found.
+
+    Differs from the runbook: logs in as the profile's test user, whose password comes from the environment, and
+    expects 200 (a 401 there means the credentials are wrong, which the engineer must know too).
+    """
+    login = api.login()
+    expect(
+        login.token,
+        f"observed {login.answer.describe()}: {login.problem}, expected 200 with an access_token for "
+        f"{api.profile.test_user!r}",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("escalate")
+def test_login_rejects_wrong_password(api):
+    """Security breach: login answers 200 to a wrong password."""
+    _reachable(api)
+    answer = api.answer("login_wrong")
+    expect(answer.status in (400, 401, 403, 422), f"observed {answer.describe()} for a wrong password, expected 401")
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("fix-backend-issues", "api_errors")
+def test_token_from_login_validates(api):
+    """Token validation errors: a fresh token from login is not accepted."""
+    depends_on(api.login().token, "no token (reported by test_login_with_test_user_succeeds)")
+    answer = api.answer("validate_valid")
+    expect(answer.status == 200, f"observed {answer.describe()} with a fresh token, expected 200")
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("escalate")
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+def test_validate_rejects_bad_token(api, kind):
+    """Token validation returning server error or accepting an invalid token (security breach).
+
+    Differs from the runbook: its check calls /api/auth/validate without a token and expects 200; a validate
+    route must answer 401 (or 403) to a missing, malformed, expired, wrongly signed or alg-none token.
+    """
+    _reachable(api)
+    answer = api.answer(f"validate_{kind}")
+    expect(answer.status in (401, 403), f"observed {answer.describe()} for a {kind} token, expected 401 or 403")
+
+
+@pytest.mark.p2
+@pytest.mark.auth
+@fix("escalate")
+def test_api_does_not_allow_any_origin_with_credentials(api):
+    """Security: the API answers Access-Control-Allow-Origin: * together with credentials."""
+    _reachable(api)
+    answers = [api.answer(name) for name in ("health", "login_wrong", "validate_valid")]
+    bad = [
+        a
+        for a in answers
+        if a.headers.get("access-control-allow-origin") == "*"
+        and a.headers.get("access-control-allow-credentials", "").lower() == "true"
+    ]
+    expect(not bad, f"observed {'; '.join(a.describe() for a in bad)} with ACAO '*' and credentials, expected neither")
+
+
+@pytest.mark.p2
+@pytest.mark.auth
+@fix("fix-automation-issues", "credential_issues")
+def test_credential_store_holds_credentials(on_host, db):
+    """Credentials directory not found, not readable or writable, or no credential files found."""
+    if on_host.credentials_dir:
+        store = Path(on_host.credentials_dir)
+        mode = store.stat().st_mode if store.is_dir() else 0
+        files = [p.name for p in store.iterdir() if p.is_file()] if store.is_dir() and mode & stat.S_IRUSR else []
+        expect(
+            store.is_dir() and mode & stat.S_IRUSR and mode & stat.S_IWUSR and mode & stat.S_IXUSR and files,
+            f"observed {store}: "
+            + (f"mode {stat.filemode(mode)}, {len(files)} credential files" if store.is_dir() else "missing")
+            + ", expected a directory its owner can read and write, holding credential files",
+        )
+    else:
+        table = on_host.credentials_table
+        depends_on(table, "the profile names no credential store (credentials_dir and credentials_table empty)")
+        with observing(DatabaseUnavailable):
+            tables = db.tables()
+            rows = db.query(f'SELECT COUNT(*) FROM "{table}"')[0][0] if table in tables else 0
+        expect(rows > 0, f"observed {rows} rows in table {table!r} of {db.path}, expected stored credentials")
+
+
+@pytest.mark.p1
+@pytest.mark.auth
+@fix("fix-automation-issues", "credential_issues")
+def test_secret_files_are_not_readable_by_others(on_host):
+    """Security breach: credentials, the .env file or the database are readable by group or others."""
+    paths = [Path(p) for p in (on_host.env_file, on_host.db_path) if p]
+    if on_host.credentials_dir and Path(on_host.credentials_dir).is_dir():
+        store = Path(on_host.credentials_dir)
+        paths += [store, *sorted(p for p in store.iterdir() if p.is_file())]
+    exposed = [
+        f"{p} ({stat.filemode(p.stat().st_mode)})" for p in paths if p.exists() and p.stat().st_mode & 0o066
+    ]
+    expect(not exposed, f"observed group/other permissions on {', '.join(exposed)}, expected owner-only (0600/0700)")

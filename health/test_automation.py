@@ -1,0 +1,98 @@
+"""Automation issues: the runbook's diagnose-automation.py (Playwright, WorkFossa, automation logs, browsers)."""
+
+import os
+import re
+import time
+from datetime import timedelta
+
+import pytest
+
+from fixtures.expect import depends_on, expect
+from fixtures.logs import is_automation_attempt, is_automation_failure
+
+fix = pytest.mark.fix
+
+
+def _failure_rate(on_host, logs):
+    window = timedelta(hours=on_host.thresholds.automation_log_max_age_hours)
+    tail = logs.since("automation", window)
+    attempt = re.compile(on_host.logs.automation_attempt)
+    failure = re.compile(on_host.logs.automation_failure)
+    attempts = [e for e in tail.entries if is_automation_attempt(e, attempt)]
+    depends_on(attempts, f"no automation attempts in the last {window} ({tail.evidence()})")
+    failed = sum(1 for e in attempts if is_automation_failure(e, failure))
+    return failed, len(attempts), 100 * failed / len(attempts), tail
+
+
+@pytest.mark.p2
+@pytest.mark.automation
+@fix("fix-automation-issues", "browser_issues")
+def test_headless_browser_launches(browser_launch, on_host):
+    """Playwright browser installation broken: the automation's browser does not start.
+
+    Differs from the runbook: launches the configured Chromium headless instead of running `playwright install-deps`
+    (which installs packages as a side effect of a check).
+    """
+    expect(browser_launch.ok, f"observed {on_host.browser_executable}: {browser_launch.detail}, expected a launch")
+
+
+@pytest.mark.p2
+@pytest.mark.automation
+@fix("fix-automation-issues", "workfossa_connectivity")
+def test_workfossa_site_answers(target, api):
+    """WorkFossa not accessible / WorkFossa connectivity error."""
+    answer = api.http.request("GET", target.workfossa_url, read=target.timeouts.workfossa)
+    expect(answer.status == 200, f"observed {answer.describe()}, expected 200")
+
+
+@pytest.mark.p3
+@pytest.mark.automation
+@fix("escalate")
+def test_automation_logs_are_recent(on_host, logs):
+    """No recent automation logs found (none in the last 24 hours)."""
+    newest, mtime = logs.newest_mtime("automation")
+    hours = on_host.thresholds.automation_log_max_age_hours
+    age = None if mtime is None else (time.time() - mtime) / 3600
+    expect(
+        age is not None and age <= hours,
+        (f"observed newest automation log {newest} written {age:.1f} h ago" if newest else
+         f"observed no automation log matching {list(on_host.logs.automation)} under {on_host.log_dir}")
+        + f", expected one written within {hours:g} h",
+    )
+
+
+@pytest.mark.p3
+@pytest.mark.automation
+@fix("fix-automation-issues", "high_failure_rate")
+def test_automation_failure_rate_is_under_threshold(on_host, logs):
+    """High automation failure rate (over 20 %)."""
+    failed, total, rate, tail = _failure_rate(on_host, logs)
+    limit = on_host.thresholds.automation_failure_percent
+    expect(rate <= limit, f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%")
+
+
+@pytest.mark.p2
+@pytest.mark.automation
+@fix("fix-automation-issues", "high_failure_rate")
+def test_automation_failure_rate_is_not_critical(on_host, logs):
+    """Form automation failures >50 % (P2)."""
+    failed, total, rate, tail = _failure_rate(on_host, logs)
+    limit = on_host.thresholds.automation_failure_critical_percent
+    expect(rate <= limit, f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%")
+
+
+@pytest.mark.p3
+@pytest.mark.automation
+@fix("fix-automation-issues", "browser_issues")
+def test_browser_processes_are_under_maximum(on_host, processes):
+    """Too many browser processes running (zombie browsers).
+
+    Differs from the runbook: the suite's own browser probe (a child of this process) is not counted.
+    """
+    found = processes.named(on_host.browser_process, exclude_descendants_of=os.getpid())
+    limit = on_host.thresholds.max_browser_processes
+    expect(
+        len(found) <= limit,
+        f"observed {len(found)} {on_host.browser_process} processes (pids {[p.pid for p in found][:10]}), "
+        f"expected at most {limit}",
+    )

@@ -1,0 +1,212 @@
+"""Backend API issues: the runbook's diagnose-backend.py and its error-rate detection rule."""
+
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import pytest
+
+from fixtures.expect import depends_on, expect
+
+fix = pytest.mark.fix
+
+CRITICAL_PATTERNS = [
+    pytest.param("ConnectionError", marks=fix("fix-backend-issues", "api_errors"), id="ConnectionError"),
+    pytest.param("DatabaseError", marks=fix("fix-backend-issues", "database_issues"), id="DatabaseError"),
+    pytest.param("TimeoutError", marks=fix("fix-backend-issues", "performance_issues"), id="TimeoutError"),
+    pytest.param("MemoryError", marks=fix("fix-backend-issues", "memory_issues"), id="MemoryError"),
+]
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        pytest.param(
+            "health", marks=[pytest.mark.p1, fix("fix-backend-issues", "api_errors", kb="backend_not_starting")]
+        ),
+        pytest.param("work_orders", marks=[pytest.mark.p2, fix("fix-backend-issues", "api_errors")]),
+        pytest.param("dispensers", marks=[pytest.mark.p2, fix("fix-backend-issues", "api_errors")]),
+    ],
+)
+def test_api_endpoint_answers_200_with_json(api, endpoint):
+    """API endpoints returning 500 errors, connection refused, connection timeouts.
+
+    Differs from the runbook: protected routes are called with the test user's token, as the application requires.
+    """
+    answer = api.answer(endpoint)
+    login = api.login()
+    note = "" if endpoint == "health" or login.token else f" (sent without a token: {login.problem})"
+    _, not_json = answer.json()
+    expect(
+        answer.status == 200 and not not_json,
+        f"observed {answer.describe()}{note}"
+        + (f", body {not_json}" if answer.status == 200 else f", body {answer.text()!r}" if answer.body else "")
+        + ", expected 200 with a JSON body",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.backend
+@fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
+def test_backend_process_is_running(on_host, processes):
+    """No backend (uvicorn) process found."""
+    found = processes.matching(on_host.backend_process, on_host.backend_cwd)
+    where = f" with cwd {on_host.backend_cwd}" if on_host.backend_cwd else ""
+    expect(found, f"observed no process with {on_host.backend_process!r} in its command line{where}, expected one")
+
+
+@pytest.mark.p2
+@pytest.mark.backend
+@fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
+def test_backend_process_is_not_duplicated(on_host, processes):
+    """Multiple backend processes found.
+
+    Differs from the runbook: up to backend_workers top-level processes are normal (uvicorn --workers).
+    """
+    found = processes.matching(on_host.backend_process, on_host.backend_cwd)
+    expect(
+        len(found) <= on_host.backend_workers,
+        f"observed {len(found)} backend processes ({'; '.join(p.describe() for p in found)}), "
+        f"expected at most backend_workers = {on_host.backend_workers}",
+    )
+
+
+def _backend_pid(on_host, processes) -> int:
+    found = processes.matching(on_host.backend_process, on_host.backend_cwd)
+    depends_on(found, "no backend process to measure (reported by test_backend_process_is_running)")
+    return found[0].pid
+
+
+@pytest.mark.p3
+@pytest.mark.backend
+@fix("fix-backend-issues", "performance_issues")
+def test_backend_process_cpu_is_under_threshold(on_host, processes):
+    """Backend process high CPU."""
+    pid = _backend_pid(on_host, processes)
+    cpu = processes.cpu_percent(pid)
+    limit = on_host.thresholds.process_cpu_percent
+    expect(cpu is not None and cpu <= limit, f"observed backend pid {pid} at {cpu}% CPU, expected at most {limit:g}%")
+
+
+@pytest.mark.p3
+@pytest.mark.backend
+@fix("fix-backend-issues", "memory_issues")
+def test_backend_process_memory_is_under_threshold(on_host, processes):
+    """Backend process high memory."""
+    pid = _backend_pid(on_host, processes)
+    memory = processes.memory_percent(pid)
+    limit = on_host.thresholds.process_memory_percent
+    expect(
+        memory is not None and memory <= limit,
+        f"observed backend pid {pid} using {memory if memory is None else round(memory, 2)}% of memory, "
+        f"expected at most {limit:g}%",
+    )
+
+
+@pytest.mark.p3
+@pytest.mark.backend
+@fix("escalate", kb="backend_not_starting")
+def test_backend_error_log_exists(logs):
+    """Backend error log file not found."""
+    files, problems = logs.files("backend_errors")
+    expect(
+        files,
+        f"observed no file matching {list(logs.profile.logs.backend_errors)} under {logs.root}"
+        + (f" ({'; '.join(problems)})" if problems else "")
+        + ", expected the backend error log",
+    )
+
+
+@pytest.mark.p3
+@pytest.mark.backend
+@fix("fix-backend-issues", "api_errors")
+def test_backend_error_log_has_few_recent_errors(on_host, logs):
+    """High error rate: recent errors in the backend error log.
+
+    Differs from the runbook: "recent" means inside a time window, not "more than 5 of the last 10 lines".
+    """
+    minutes = on_host.thresholds.backend_errors_window_minutes
+    tail = logs.since("backend_errors", timedelta(minutes=minutes))
+    depends_on(tail.files, "no backend error log (reported by test_backend_error_log_exists)")
+    errors = [e for e in tail.entries if e.is_error]
+    limit = on_host.thresholds.backend_errors_max
+    newest = f"; newest: {errors[-1].message[:120]!r}" if errors else ""
+    expect(
+        len(errors) <= limit,
+        f"observed {len(errors)} errors in the last {minutes:g} min ({tail.evidence()}{newest}), "
+        f"expected at most {limit}",
+    )
+
+
+@pytest.mark.p2
+@pytest.mark.backend
+@pytest.mark.parametrize("pattern", CRITICAL_PATTERNS)
+def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern):
+    """Critical error pattern found (ConnectionError, DatabaseError, TimeoutError, MemoryError).
+
+    Differs from the runbook: searched in the error window, not only in the last 10 lines.
+    """
+    minutes = on_host.thresholds.backend_errors_window_minutes
+    tail = logs.since("backend_errors", timedelta(minutes=minutes))
+    depends_on(tail.files, "no backend error log (reported by test_backend_error_log_exists)")
+    hits = [e for e in tail.entries if pattern in e.message]
+    expect(
+        not hits,
+        f"observed {len(hits)} entries with {pattern} in the last {minutes:g} min"
+        + (f", newest at {hits[-1].timestamp:%Y-%m-%d %H:%M:%S} UTC: {hits[-1].message[:160]!r}" if hits else "")
+        + f" ({tail.evidence()}), expected none",
+    )
+
+
+@pytest.mark.p2
+@pytest.mark.backend
+@fix("escalate", kb="backend_not_starting")
+def test_backend_logs_show_no_import_errors(on_host, logs):
+    """Import errors in logs (backend not starting)."""
+    minutes = on_host.thresholds.backend_errors_window_minutes
+    tail = logs.since("startup", timedelta(minutes=minutes))
+    hits = [e for e in tail.entries if "ImportError" in e.message or "ModuleNotFoundError" in e.message]
+    expect(
+        not hits,
+        f"observed {len(hits)} import errors in the last {minutes:g} min"
+        + (f", newest: {hits[-1].message.splitlines()[-1][:160]!r}" if hits else "")
+        + f" ({tail.evidence()}), expected none",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.backend
+@fix("escalate", kb="backend_not_starting")
+def test_api_port_is_held_by_the_backend(on_host, processes):
+    """Port 8000 not responding: port already in use by another process."""
+    url = urlparse(on_host.api_url)
+    depends_on(url.hostname in ("localhost", "127.0.0.1", "::1"), f"the API is on another host ({url.hostname})")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    holder = processes.listener(port)
+    depends_on(holder is not None, f"nothing listens on port {port} (reported by test_backend_process_is_running)")
+    backend = {p.pid for p in processes.matching(on_host.backend_process, on_host.backend_cwd)}
+    backend |= {child for pid in backend for child in processes.descendants(pid)}
+    owner = processes.procs.get(holder)
+    expect(
+        holder in backend,
+        f"observed port {port} held by {owner.describe() if owner else f'pid {holder}'}, "
+        f"expected the backend ({on_host.backend_process!r})",
+    )
+
+
+@pytest.mark.p2
+@pytest.mark.backend
+@fix("fix-backend-issues", "api_errors")
+def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs):
+    """High error rate detected: more than 50 errors in the last hour across logs/errors.
+
+    Differs from the runbook: counts entries timestamped inside the window, not every line of recently touched files.
+    """
+    minutes = on_host.thresholds.error_rate_window_minutes
+    tail = logs.since("errors", timedelta(minutes=minutes))
+    errors = [e for e in tail.entries if e.is_error]
+    limit = on_host.thresholds.error_rate_max
+    expect(
+        len(errors) <= limit,
+        f"observed {len(errors)} errors in the last {minutes:g} min ({tail.evidence()}), expected at most {limit}",
+    )

@@ -1,0 +1,73 @@
+"""Frontend issues: the runbook's diagnose-frontend.py and the frontend_build_errors knowledge-base entry."""
+
+import pytest
+
+from fixtures.expect import expect
+
+fix = pytest.mark.fix
+
+
+@pytest.mark.p1
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "server_not_running")
+def test_frontend_page_answers_200_with_html(frontend):
+    """Page not loading: cannot connect to frontend server, connection timeout, or no valid HTML."""
+    page = frontend.page()
+    html = b"<html" in page.body[:65536].lower()
+    expect(
+        page.status == 200 and html,
+        f"observed {page.describe()}" + (f", body {page.text(80)!r}" if page.status is not None else "")
+        + ", expected 200 with an HTML document",
+    )
+
+
+@pytest.mark.p2
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "server_not_running")
+def test_frontend_dev_server_is_running(on_host, processes):
+    """No frontend development server process found."""
+    found = processes.matching(on_host.frontend_process, on_host.frontend_cwd)
+    where = f" with cwd {on_host.frontend_cwd}" if on_host.frontend_cwd else ""
+    expect(found, f"observed no process with {on_host.frontend_process!r} in its command line{where}, expected one")
+
+
+@pytest.mark.p3
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "server_not_running")
+def test_frontend_dev_server_is_not_duplicated(on_host, processes):
+    """Multiple frontend processes found."""
+    found = processes.matching(on_host.frontend_process, on_host.frontend_cwd)
+    expect(
+        len(found) <= 1,
+        f"observed {len(found)} frontend servers ({'; '.join(p.describe() for p in found)}), expected one",
+    )
+
+
+@pytest.mark.p3
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "dependency_issues", kb="frontend_build_errors")
+def test_frontend_dependencies_are_installed(on_host, frontend):
+    """Missing npm dependencies (npm ls reports problems)."""
+    result = frontend.npm_ls()
+    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
+
+
+@pytest.mark.p3
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
+def test_frontend_typescript_compiles(on_host, frontend):
+    """TypeScript compilation errors found (tsc --noEmit)."""
+    result = frontend.tsc()
+    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
+
+
+@pytest.mark.p3
+@pytest.mark.frontend
+@fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
+def test_frontend_build_succeeds(on_host, frontend):
+    """npm run build fails.
+
+    Differs from the runbook: the build output goes to a temporary directory, so the check leaves dist/ untouched.
+    """
+    result = frontend.build()
+    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
