@@ -1,0 +1,3 @@
+"""Self-tests: pytester for plugin behaviour, the sandbox for real faults."""
+
+pytest_plugins = ["pytester"]
