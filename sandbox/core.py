@@ -1,0 +1,797 @@
+"""The Sandbox: a runnable FossaWork V2 stand-in on 127.0.0.1 (stdlib + psutil only at import)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterable
+
+from . import logfmt, seed
+from .faults import FAULTS, SandboxError, remove_tree
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+TEMPLATE_DIR = PACKAGE_DIR / "frontend_template"
+REGISTRY = Path(tempfile.gettempdir()) / "fossawork-sandbox-registry.json"
+LAYOUTS = ("runbook", "v2")
+COMPONENTS = ("backend", "frontend", "workfossa")
+START_TIMEOUT = 30.0
+SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups")
+
+
+def ensure_frontend_deps(timeout: float = 600) -> bool:
+    """Install the template's node_modules once with `npm ci`; False when already installed."""
+    nm = TEMPLATE_DIR / "node_modules"
+    ready = all((nm / p).exists() for p in (".package-lock.json", "vite/bin/vite.js", "typescript/bin/tsc"))
+    if not ready:
+        npm = shutil.which("npm")
+        if not npm:
+            raise SandboxError("npm not found on PATH: cannot install the sandbox frontend's node_modules")
+        proc = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=TEMPLATE_DIR,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SandboxError(f"npm ci in {TEMPLATE_DIR} failed: {last}")
+    # never let a dev server's cache live in the template (sandboxes hard-link its files)
+    shutil.rmtree(nm / ".vite", ignore_errors=True)
+    return not ready
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _proc_create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _alive(rec: dict) -> bool:
+    ct = _proc_create_time(rec["pid"])
+    return ct is not None and abs(ct - rec["create_time"]) < 0.05
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def to_toml(name: str, values: dict) -> str:
+    out = [f"[{name}]"]
+    subs = []
+    for k, v in values.items():
+        if isinstance(v, dict):
+            subs.append((k, v))
+        else:
+            out.append(f"{k} = {_toml_value(v)}")
+    for k, table in subs:
+        out.append("")
+        out.append(f"[{name}.{k}]")
+        out.extend(f"{sk} = {_toml_value(sv)}" for sk, sv in table.items())
+    return "\n".join(out) + "\n"
+
+
+@contextlib.contextmanager
+def _registry_lock():
+    with open(str(REGISTRY) + ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(REGISTRY.read_text()) if REGISTRY.exists() else []
+        except (OSError, ValueError):
+            data = []
+        box = {"roots": [r for r in data if isinstance(r, str)]}
+        yield box
+        REGISTRY.write_text(json.dumps(sorted(set(box["roots"]))))
+
+
+def registry_add(root: Path) -> None:
+    with _registry_lock() as box:
+        box["roots"].append(str(root))
+
+
+def registry_remove(root: Path) -> None:
+    with _registry_lock() as box:
+        box["roots"] = [r for r in box["roots"] if r != str(root)]
+
+
+def registry_roots() -> list[str]:
+    with _registry_lock() as box:
+        return list(box["roots"])
+
+
+class Sandbox:
+    """A running FossaWork V2 stand-in: backend, frontend and WorkFossa, all by pid, under one root."""
+
+    def __init__(self, root: str | Path | None = None, layout: str = "runbook", faults: Iterable[str] = ()):
+        if layout not in LAYOUTS:
+            raise SandboxError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        self.layout = layout
+        self.initial_faults = list(faults)
+        for name in self.initial_faults:
+            self._check_fault(name)
+        self.owns_root = root is None
+        self.root = Path(root).resolve() if root is not None else None
+        self.python = sys.executable
+        self.state: dict = {}
+        self._popens: dict[int, subprocess.Popen] = {}
+        self._lock_depth = 0
+        self._lock_file = None
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "sandbox.json"
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Load the state file, yield, save it; reentrant; flock-ed against other processes."""
+        if self._lock_depth == 0:
+            self._lock_file = open(self.root / "sandbox.lock", "a+")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            if self.state_file.exists():
+                self.state = json.loads(self.state_file.read_text())
+        self._lock_depth += 1
+        try:
+            yield self.state
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                try:
+                    if self.root.exists():
+                        tmp = self.state_file.with_suffix(".tmp")
+                        tmp.write_text(json.dumps(self.state, indent=1))
+                        os.replace(tmp, self.state_file)
+                finally:
+                    self._lock_file.close()
+                    self._lock_file = None
+
+    def _reload(self) -> None:
+        with self._locked():
+            pass
+
+    @classmethod
+    def attach(cls, root: str | Path) -> "Sandbox":
+        root = Path(root).resolve()
+        try:
+            state = json.loads((root / "sandbox.json").read_text())
+        except (OSError, ValueError):
+            raise SandboxError(f"no sandbox state file at {root / 'sandbox.json'}") from None
+        sb = cls(root=root, layout=state.get("layout", "runbook"))
+        sb.owns_root = bool(state.get("owns_root"))
+        sb.state = state
+        return sb
+
+    @property
+    def ports(self) -> dict:
+        return self.state.get("ports", {})
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        r = self.root
+        return {
+            "root": r,
+            "db": r / "backend" / "fossawork_v2.db",
+            "backend_dir": r / "backend",
+            "env_file": r / "backend" / ".env",
+            "credentials_dir": r / "backend" / "data" / "credentials",
+            "log_dir": r / "logs",
+            "frontend_dir": r / "frontend",
+            "run_dir": r / "run",
+            "fault_dir": r / "faults",
+            "attic": r / "attic",
+            "backup_dir": r / "backups",
+            "targets_file": r / "targets.toml",
+        }
+
+    @property
+    def active_faults(self) -> set[str]:
+        return set(self.state.get("faults", {}))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> "Sandbox":
+        t0 = time.monotonic()
+        ensure_frontend_deps()
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="fossawork-sandbox-")).resolve()
+        else:
+            self._prepare_root()
+        try:
+            self._build()
+            with self._locked():
+                self._start_component("backend", wait=False)
+                self._start_component("frontend", wait=False)
+                self._start_component("workfossa", wait=False)
+            self._wait_ready(t0 + START_TIMEOUT)
+            for name in self.initial_faults:
+                self.inject(name)
+            self.write_targets(self.paths["targets_file"])
+            with self._locked() as st:
+                st["start_seconds"] = round(time.monotonic() - t0, 3)
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, SandboxError):
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise SandboxError(f"sandbox failed to start: {type(exc).__name__}: {exc}") from None
+        return self
+
+    def _prepare_root(self) -> None:
+        root = self.root
+        if root.exists() and any(root.iterdir()):
+            if not (root / "sandbox.json").exists():
+                raise SandboxError(f"{root} is not empty and holds no sandbox; give an empty or new directory")
+            old = Sandbox.attach(root)
+            if any(_alive(r) for r in old.state.get("procs", {}).values()):
+                raise SandboxError(f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})")
+            for sub in SUBDIRS:
+                remove_tree(root / sub)
+            for f in ("sandbox.json", "targets.toml"):
+                remove_tree(root / f)
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _build(self) -> None:
+        p = self.paths
+        for sub in SUBDIRS:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        password = seed.random_secret(24)
+        seed.write_env(p["env_file"], seed.random_secret(48), password)
+        seed.create_db(p["db"], self.layout, password)
+        if self.layout == "runbook":
+            seed.create_credentials(p["credentials_dir"])
+        seed.seed_logs(p["log_dir"], self.layout)
+        fe = p["frontend_dir"]
+        for item in TEMPLATE_DIR.iterdir():
+            if item.name in ("node_modules", "dist"):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, fe / item.name)
+            else:
+                shutil.copy2(item, fe / item.name)
+        subprocess.run(["cp", "-al", str(TEMPLATE_DIR / "node_modules"), str(fe / "node_modules")], check=True)
+        shutil.rmtree(fe / "node_modules" / ".vite", ignore_errors=True)
+        self.state = {
+            "root": str(self.root),
+            "layout": self.layout,
+            "owns_root": self.owns_root,
+            "created": time.time(),
+            "ports": {"api": free_port(), "frontend": free_port(), "workfossa": free_port()},
+            "procs": {},
+            "faults": {},
+        }
+        with self._locked():
+            pass
+
+    def _wait_ready(self, deadline: float) -> None:
+        for comp in COMPONENTS:
+            self._wait_component(comp, deadline)
+
+    def _url(self, comp: str) -> str:
+        port = self.ports["api" if comp == "backend" else comp]
+        path = ("/health" if self.layout == "v2" else "/api/health") if comp == "backend" else "/"
+        return f"http://127.0.0.1:{port}{path}"
+
+    def _wait_component(self, comp: str, deadline: float) -> None:
+        url = self._url(comp)
+        while True:
+            rec = self.state["procs"].get(comp)
+            if rec is None or not _alive(rec):
+                raise SandboxError(f"{comp} exited during start-up: {self._last_output(comp)}")
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as r:
+                    if r.status < 500:
+                        return
+            except urllib.error.HTTPError as e:
+                if e.code < 500:
+                    return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{comp} did not answer {url} in time: {self._last_output(comp)}")
+            time.sleep(0.05)
+
+    def _last_output(self, name: str) -> str:
+        out = self.paths["run_dir"] / f"{name}.out"
+        try:
+            lines = [l for l in out.read_text(errors="replace").splitlines() if l.strip()]
+        except OSError:
+            lines = []
+        return lines[-1].strip()[:300] if lines else "no output"
+
+    def stop(self) -> None:
+        if self.root is None or not self.root.exists():
+            return
+        with self._locked() as st:
+            for name in list(st.get("procs", {})):
+                self._kill(name)
+        for proc in self._popens.values():
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=0.5)
+        if self.owns_root:
+            registry_remove(self.root)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- processes -----------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], cwd: Path, env: dict | None = None, pidfile: bool = False) -> int:
+        run = self.paths["run_dir"]
+        if env is None:
+            env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR))
+        with open(run / f"{name}.out", "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._popens[proc.pid] = proc
+        ct = None
+        for _ in range(100):
+            ct = _proc_create_time(proc.pid)
+            if ct is not None or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        with self._locked() as st:
+            st["procs"][name] = {"pid": proc.pid, "create_time": ct or 0.0, "argv": argv, "cwd": str(cwd)}
+        if pidfile:
+            (run / f"{name}.pid").write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def _kill(self, name: str) -> None:
+        import psutil
+
+        with self._locked() as st:
+            rec = st["procs"].pop(name, None)
+            if rec is None:
+                return
+            pidfile = self.paths["run_dir"] / f"{name}.pid"
+            if pidfile.exists() and pidfile.read_text().strip() == str(rec["pid"]):
+                pidfile.unlink()
+            if not _alive(rec):
+                self._reap(rec["pid"])
+                return
+            pid = rec["pid"]
+            try:
+                victims = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                victims = []
+            self._signal(pid, victims, signal.SIGTERM)
+            alive = self._wait_gone(pid, victims, 4.0)
+            if alive:
+                self._signal(pid, alive, signal.SIGKILL)
+                self._wait_gone(pid, alive, 4.0)
+            self._reap(pid)
+
+    def _wait_gone(self, leader: int, procs, timeout: float) -> list:
+        """Wait until every process has exited (a zombie counts as gone); return those still running."""
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while True:
+            popen = self._popens.get(leader)
+            if popen is not None:
+                popen.poll()
+            alive = []
+            for p in procs:
+                try:
+                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                        alive.append(p)
+                except psutil.NoSuchProcess:
+                    pass
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.03)
+
+    @staticmethod
+    def _signal(leader: int, procs, sig) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(leader) == leader:
+                os.killpg(leader, sig)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.send_signal(sig)
+
+    def _reap(self, pid: int) -> None:
+        proc = self._popens.pop(pid, None)
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=2)
+
+    def _proc_alive(self, name: str) -> bool:
+        rec = self.state.get("procs", {}).get(name)
+        return rec is not None and _alive(rec)
+
+    def _backend_env(self) -> dict:
+        p = self.paths
+        env = dict(os.environ)
+        env.pop("SECRET_KEY", None)
+        env["PYTHONPATH"] = str(PROJECT_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.update(
+            FOSSA_SANDBOX_ROOT=str(self.root),
+            FOSSA_SANDBOX_LAYOUT=self.layout,
+            FOSSA_SANDBOX_DB=str(p["db"]),
+            FOSSA_SANDBOX_LOG_DIR=str(p["log_dir"]),
+            FOSSA_SANDBOX_FAULT_DIR=str(p["fault_dir"]),
+            FOSSA_SANDBOX_ENV_FILE=str(p["env_file"]),
+            FOSSA_SANDBOX_ORIGINS=f"http://127.0.0.1:{self.ports['frontend']}",
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        return env
+
+    def spawn_backend(self, name: str, port: int) -> int:
+        argv = [self.python, "-m", "uvicorn", "sandbox.app:app", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "1"]
+        pid = self.spawn(name, argv, self.paths["backend_dir"], self._backend_env(), pidfile=name == "backend")
+        if name != "backend":
+            self.wait_tcp(port, name)
+        return pid
+
+    def spawn_frontend(self, name: str, port: int) -> int:
+        node = shutil.which("node") or "node"
+        argv = [node, "node_modules/vite/bin/vite.js", "--host", "127.0.0.1", "--port", str(port), "--strictPort"]
+        env = dict(os.environ, BROWSER="none", NO_COLOR="1")
+        pid = self.spawn(name, argv, self.paths["frontend_dir"], env, pidfile=name == "frontend")
+        if name != "frontend":
+            self.wait_tcp(port, name)
+        return pid
+
+    def _start_component(self, comp: str, wait: bool = True) -> None:
+        with self._locked():
+            if self._proc_alive(comp):
+                self._kill(comp)
+            if comp == "backend":
+                self.spawn_backend("backend", self.ports["api"])
+            elif comp == "frontend":
+                self.spawn_frontend("frontend", self.ports["frontend"])
+            elif comp == "workfossa":
+                self.spawn("workfossa", [self.python, "-m", "sandbox.helpers", "workfossa", str(self.ports["workfossa"])],
+                           self.root, dict(os.environ, PYTHONPATH=str(PROJECT_DIR)), pidfile=True)
+            else:
+                raise SandboxError(f"unknown component {comp!r} (known: {', '.join(COMPONENTS)})")
+            if wait:
+                self._wait_component(comp, time.monotonic() + START_TIMEOUT)
+
+    def restart_component(self, comp: str) -> None:
+        self._start_component(comp, wait=True)
+
+    def stop_component(self, comp: str) -> None:
+        self._kill(comp)
+
+    def restart_backend(self) -> None:
+        self.restart_component("backend")
+
+    def restart_frontend(self) -> None:
+        self.restart_component("frontend")
+
+    def wait_tcp(self, port: int, name: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+            if not self._proc_alive(name):
+                raise SandboxError(f"{name} exited before listening on port {port}: {self._last_output(name)}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{name} did not listen on port {port} in time")
+            time.sleep(0.05)
+
+    def wait_output(self, name: str, text: str, timeout: float = 15.0) -> None:
+        out = self.paths["run_dir"] / f"{name}.out"
+        deadline = time.monotonic() + timeout
+        while text not in (out.read_text(errors="replace") if out.exists() else ""):
+            if not self._proc_alive(name):
+                raise SandboxError(f"{name} exited: {self._last_output(name)}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{name} did not report {text!r} in time")
+            time.sleep(0.05)
+
+    def free_port(self) -> int:
+        return free_port()
+
+    def spawn_zombies(self, n: int, base: Path, rec: dict) -> None:
+        import psutil
+
+        out = self.paths["run_dir"] / "zombies.spawner.out"
+        with open(out, "wb") as f:
+            subprocess.run([self.python, "-m", "sandbox.helpers", "zombies", str(n), str(base)], cwd=self.root,
+                           env=dict(os.environ, PYTHONPATH=str(PROJECT_DIR)), stdin=subprocess.DEVNULL,
+                           stdout=f, stderr=subprocess.DEVNULL, timeout=30, check=True)
+        pids = [int(x) for x in out.read_text().split()]
+        (self.paths["run_dir"] / "zombies.pids").write_text("".join(f"{p}\n" for p in pids))
+        with self._locked() as st:
+            for i, pid in enumerate(pids):
+                ct = _proc_create_time(pid) or 0.0
+                name = f"browser_zombie_{i}"
+                st["procs"][name] = {"pid": pid, "create_time": ct, "argv": ["/usr/bin/chromium"], "cwd": str(self.root)}
+                rec["procs"].append(name)
+        rec["created"].append(str(self.paths["run_dir"] / "zombies.pids"))
+        # let them come up (a browser that dies at once would not be a zombie)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            n_up = sum(1 for p in psutil.process_iter(["cmdline"]) if "chromium" in " ".join(p.info["cmdline"] or []) and str(base) in " ".join(p.info["cmdline"] or []))
+            if n_up >= n:
+                break
+            time.sleep(0.1)
+
+    # --- fault primitives (used by faults.py) ------------------------------------------------
+
+    def attic_dir(self, fault: str) -> Path:
+        d = self.paths["attic"] / fault
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def flag(self, name: str, rec: dict) -> None:
+        f = self.paths["fault_dir"] / name
+        f.write_text("on\n")
+        rec["created"].append(str(f))
+
+    def move_aside(self, path: Path, rec: dict) -> None:
+        fault = rec["name"]
+        dest = self.paths["attic"] / fault / path.relative_to(self.root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(dest))
+        rec["moved"].append([str(path), str(dest)])
+
+    def backup_file(self, path: Path, rec: dict) -> None:
+        dest = self.paths["attic"] / rec["name"] / "backup" / path.relative_to(self.root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+        rec["backups"].append([str(path), str(dest)])
+
+    def chmod(self, path: Path, mode: int, rec: dict) -> None:
+        rec["modes"].append([str(path), os.stat(path).st_mode & 0o7777])
+        os.chmod(path, mode)
+
+    def append_lines(self, path: Path, lines: list[str], rec: dict) -> None:
+        logfmt.append(path, lines)
+        rec["appended"].append([str(path), lines])
+
+    # --- faults --------------------------------------------------------------------------------
+
+    def _check_fault(self, name: str):
+        f = FAULTS.get(name)
+        if f is None:
+            raise SandboxError(f"unknown fault {name!r} (see: python -m sandbox fault list)")
+        if self.layout not in f.layouts:
+            raise SandboxError(f"fault {name!r} does not apply to layout {self.layout!r} (only {', '.join(f.layouts)})")
+        return f
+
+    def inject(self, fault: str) -> None:
+        f = self._check_fault(fault)
+        if self.root is None or not self.state_file.exists():
+            raise SandboxError("the sandbox is not running (start() it first)")
+        with self._locked() as st:
+            if fault in st["faults"]:
+                return
+            rec = {"name": fault, "t0": time.time(), "created": [], "moved": [], "backups": [], "modes": [], "appended": [],
+                   "procs": [], "restart": [], "sql_undo": []}
+            st["faults"][fault] = rec
+            try:
+                if f.inject is not None:
+                    f.inject(self, rec)
+            except Exception as exc:
+                self._undo(rec)
+                st["faults"].pop(fault, None)
+                if isinstance(exc, SandboxError):
+                    raise
+                raise SandboxError(f"injecting {fault} failed: {type(exc).__name__}: {exc}") from None
+        self._refresh_targets()
+
+    def clear(self, fault: str) -> None:
+        self._check_fault(fault)
+        with self._locked() as st:
+            rec = st["faults"].get(fault)
+            if rec is None:
+                return
+            self._undo(rec)
+            st["faults"].pop(fault, None)
+        self._refresh_targets()
+
+    def clear_all(self) -> None:
+        with self._locked() as st:
+            for name in reversed(list(st.get("faults", {}))):
+                self.clear(name)
+
+    def _undo(self, rec: dict) -> None:
+        for name in rec["procs"]:
+            self._kill(name)
+        for path in reversed(rec["created"]):
+            remove_tree(Path(path))
+        for orig, aside in reversed(rec["moved"]):
+            orig, aside = Path(orig), Path(aside)
+            if not aside.exists():
+                continue
+            if orig.exists():
+                if orig.is_file() and aside.is_file():
+                    # the app re-created the file meanwhile: keep what it wrote after the original lines
+                    with open(aside, "ab") as dst, open(orig, "rb") as src:
+                        shutil.copyfileobj(src, dst)
+                remove_tree(orig)
+            orig.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(aside), str(orig))
+        for orig, copy in reversed(rec["backups"]):
+            if Path(copy).exists():
+                remove_tree(Path(orig))
+                shutil.copy2(copy, orig)
+        for path, mode in reversed(rec["modes"]):
+            with contextlib.suppress(OSError):
+                os.chmod(path, mode)
+        for path, lines in rec["appended"]:
+            self._remove_lines(Path(path), lines)
+        if rec.get("sql_undo"):
+            import sqlite3
+
+            conn = sqlite3.connect(self.paths["db"], timeout=10)
+            try:
+                for sql in rec["sql_undo"]:
+                    conn.execute(sql)
+                conn.commit()
+            finally:
+                conn.close()
+        shutil.rmtree(self.paths["attic"] / rec["name"], ignore_errors=True)
+        self._strip_app_errors(rec.get("t0", time.time()))
+        for comp in dict.fromkeys(rec["restart"]):
+            self.restart_component(comp)
+
+    def _strip_app_errors(self, since: float) -> None:
+        """Remove the error lines the app itself wrote while the fault was active (clear is exact)."""
+        log_dir = self.paths["log_dir"]
+        globs = logfmt.GLOBS[self.layout]
+        files = {f for kind in ("backend_errors", "errors") for g in globs[kind] for f in log_dir.glob(g)}
+        limit = since - 1.0
+        for f in files:
+            try:
+                if f.stat().st_mtime < limit:
+                    continue
+                lines = f.read_text(encoding="utf-8").splitlines()
+            except OSError:
+                continue
+            kept = []
+            for line in lines:
+                when, logger = logfmt.parse(line)
+                if logger == logfmt.APP_ERROR_LOGGER and when is not None and when.timestamp() >= limit:
+                    continue
+                kept.append(line)
+            if len(kept) != len(lines):
+                f.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
+
+    @staticmethod
+    def _remove_lines(path: Path, lines: list[str]) -> None:
+        if not path.exists():
+            return
+        todo = list(lines)
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line in todo:
+                todo.remove(line)
+            else:
+                kept.append(line)
+        path.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
+
+    # --- profile -------------------------------------------------------------------------------
+
+    def _cli(self, *args: str) -> str:
+        return " ".join(
+            ["env", shlex.quote(f"PYTHONPATH={PROJECT_DIR}"), shlex.quote(self.python), "-m", "sandbox", *args,
+             "--dir", shlex.quote(str(self.root))]
+        )
+
+    def profile_values(self) -> dict:
+        p = self.paths
+        ports = self.ports
+        v2 = self.layout == "v2"
+        values = {
+            "description": f"FossaWork V2 sandbox ({self.layout} layout) at {self.root}",
+            "host": "local",
+            "api_url": f"http://127.0.0.1:{ports['api']}",
+            "frontend_url": f"http://127.0.0.1:{ports['frontend']}",
+            "workfossa_url": f"http://127.0.0.1:{ports['workfossa']}",
+            "db_path": str(p["db"]),
+            "backup_dir": str(p["backup_dir"]),
+            "log_dir": str(p["log_dir"]),
+            "log_timezone": "local" if v2 else "UTC",
+            "credentials_dir": "" if v2 else str(p["credentials_dir"]),
+            "credentials_table": "user_credentials" if v2 else "",
+            "frontend_dir": str(p["frontend_dir"]),
+            "env_file": str(p["env_file"]),
+            "password_env": "FOSSAWORK_TEST_PASSWORD",
+            "jwt_secret_env": "SECRET_KEY",
+            "test_user": seed.TEST_USER,
+            "backend_unit": "",
+            "frontend_unit": "",
+            "pid_dir": str(p["run_dir"]),
+            "backend_start": self._cli("start", "backend"),
+            "frontend_start": self._cli("start", "frontend"),
+            "backend_process": "uvicorn",
+            "backend_cwd": str(p["backend_dir"]),
+            "backend_workers": 1,
+            "frontend_process": "vite",
+            "frontend_cwd": str(p["frontend_dir"]),
+            "disk_path": str(self.root),
+            "endpoints": {
+                "health": "/health" if v2 else "/api/health",
+                "login": "/api/auth/login",
+                "validate": "/api/auth/validate",
+                "logout": "/api/auth/logout",
+                "work_orders": "/api/v1/work-orders/?user_id={user_id}" if v2 else "/api/work-orders",
+                "dispensers": "/api/v1/dispensers/?user_id={user_id}" if v2 else "/api/dispensers",
+            },
+            "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()},
+        }
+        thresholds = {}
+        for name in self.state.get("faults", {}):
+            f = FAULTS.get(name)
+            if f is not None and f.thresholds:
+                thresholds.update(f.thresholds)
+        if thresholds:
+            values["thresholds"] = thresholds
+        return values
+
+    def write_targets(self, path) -> Path:
+        path = Path(path)
+        header = (
+            "# Written by the FossaWork sandbox (python -m sandbox). No secrets here: the profile names the\n"
+            "# environment variables; their values are in env_file.\n"
+        )
+        path.write_text(header + to_toml("live", self.profile_values()), encoding="utf-8")
+        return path
+
+    def _refresh_targets(self) -> None:
+        if self.paths["targets_file"].exists() or self.state.get("procs"):
+            self.write_targets(self.paths["targets_file"])
+
+    def info(self) -> dict:
+        return {
+            "targets_file": str(self.paths["targets_file"]),
+            "profile": "live",
+            "root": str(self.root),
+            "layout": self.layout,
+            "pids": {k: v["pid"] for k, v in self.state.get("procs", {}).items()},
+            "ports": dict(self.ports),
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "faults": sorted(self.active_faults),
+            "start_seconds": self.state.get("start_seconds"),
+        }

@@ -1,0 +1,461 @@
+"""The fault catalogue: each fault is a real defect injected into a running sandbox and undone exactly.
+
+An inject function changes the sandbox and records in its fault record (a dict kept in the
+state file) everything the generic clear needs: flag files, files moved to the attic,
+files created, file modes changed, backups of files rewritten, lines appended, helper
+processes started and services to restart.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+from . import logfmt
+from .seed import random_secret
+
+
+class SandboxError(Exception):
+    """Anything the sandbox cannot do; str() is one line."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    description: str
+    layouts: tuple[str, ...] = ("runbook", "v2")
+    inject: Callable | None = field(default=None, repr=False, compare=False)
+    thresholds: dict | None = None
+    category: str = ""
+
+
+FAULTS: dict[str, Fault] = {}
+
+
+def fault(name: str, description: str, layouts=("runbook", "v2"), thresholds=None, category=""):
+    def register(fn):
+        FAULTS[name] = Fault(description, tuple(layouts), fn, thresholds, category)
+        return fn
+
+    return register
+
+
+def _flag(name: str, description: str, category: str = "api") -> None:
+    def inject(sb, rec):
+        sb.flag(name, rec)
+
+    FAULTS[name] = Fault(description, ("runbook", "v2"), inject, None, category)
+
+
+def _threshold(name: str, description: str, **values) -> None:
+    FAULTS[name] = Fault(description, ("runbook", "v2"), None, values, "threshold")
+
+
+# --- backend process --------------------------------------------------------------------------
+
+
+@fault("backend_down", "Backend uvicorn process stopped (by pid).", category="backend")
+def _backend_down(sb, rec):
+    sb.stop_component("backend")
+    rec["restart"].append("backend")
+
+
+@fault("backend_duplicate", "A second uvicorn backend process with the same cwd on another port.", category="backend")
+def _backend_duplicate(sb, rec):
+    sb.spawn_backend("backend_duplicate", sb.free_port())
+    rec["procs"].append("backend_duplicate")
+
+
+@fault("port_taken", "Backend stopped and a non-uvicorn process (python -m http.server) listens on the API port.", category="backend")
+def _port_taken(sb, rec):
+    sb.stop_component("backend")
+    rec["restart"].append("backend")
+    cwd = sb.attic_dir("port_taken")
+    rec["created"].append(str(cwd))
+    port = sb.ports["api"]
+    sb.spawn("port_taken", [sb.python, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=cwd)
+    rec["procs"].append("port_taken")
+    sb.wait_tcp(port, "port_taken")
+
+
+@fault("backend_cpu_burn", "A thread in the backend process spins (process CPU ~100 %).", category="backend")
+def _cpu_burn(sb, rec):
+    sb.flag("backend_cpu_burn", rec)
+
+
+_flag("api_500", "GET dispensers answers 500 (and logs the error).")
+_flag("api_hang", "Every API request is accepted but never answered.")
+_flag("api_slow", "Every API request is delayed 1.5 s.")
+_flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth")
+_flag("alg_none_accepted", "Tokens signed with alg 'none' are accepted by validate and the protected routes.", "auth")
+_flag("login_500", "Login answers 500.", "auth")
+_flag("login_accepts_any", "Login answers 200 with a token to any password.", "auth")
+_flag("cors_wildcard", "API answers Access-Control-Allow-Origin: * with Allow-Credentials: true.", "security")
+
+
+def _rewrite_secret(sb, rec, secret: str) -> None:
+    env = sb.paths["env_file"]
+    sb.backup_file(env, rec)
+    values = logfmt_env(env)
+    values["SECRET_KEY"] = secret
+    mode = os.stat(env).st_mode & 0o777
+    env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    os.chmod(env, mode)
+    sb.restart_component("backend")
+    rec["restart"].append("backend")
+
+
+def logfmt_env(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            k, _, v = line.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+@fault("jwt_short_secret", "Backend restarted with a 16-character JWT secret (.env updated).", category="auth")
+def _jwt_short(sb, rec):
+    _rewrite_secret(sb, rec, random_secret(16))
+
+
+DEFAULT_SECRET = "your-secret-key-here-change-in-production-please"
+
+
+@fault("jwt_default_secret", f"Backend restarted with the well-known example secret {DEFAULT_SECRET!r}.", category="auth")
+def _jwt_default(sb, rec):
+    _rewrite_secret(sb, rec, DEFAULT_SECRET)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@fault("db_missing", "Database file moved aside to the attic.", category="database")
+def _db_missing(sb, rec):
+    sb.move_aside(sb.paths["db"], rec)
+
+
+@fault("db_empty", "Database replaced by a zero-byte file.", category="database")
+def _db_empty(sb, rec):
+    db = sb.paths["db"]
+    sb.move_aside(db, rec)
+    db.touch()
+    os.chmod(db, 0o600)
+    rec["created"].append(str(db))
+
+
+@fault("db_not_a_database", "Database replaced by a text file.", category="database")
+def _db_text(sb, rec):
+    db = sb.paths["db"]
+    sb.move_aside(db, rec)
+    db.write_text("This is not a database: it is a text file left here by a broken deploy.\n" * 40)
+    os.chmod(db, 0o600)
+    rec["created"].append(str(db))
+
+
+@fault("db_no_tables", "Database replaced by a valid SQLite file with no tables.", category="database")
+def _db_no_tables(sb, rec):
+    db = sb.paths["db"]
+    sb.move_aside(db, rec)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    os.chmod(db, 0o600)
+    rec["created"].append(str(db))
+
+
+@fault("db_corrupt", "Garbage written over b-tree pages of work_orders (header intact; integrity_check fails).", category="database")
+def _db_corrupt(sb, rec):
+    db = sb.paths["db"]
+    sb.backup_file(db, rec)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = [r[0] for r in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'work_orders' AND pagetype = 'leaf' ORDER BY pageno"
+        )]
+    finally:
+        conn.close()
+    rng = random.Random(7)
+    victims = pages[2:5] if len(pages) > 5 else pages[-3:]
+    with open(db, "r+b") as f:
+        for pageno in victims:
+            # keep the leaf page header, overwrite its cell pointer array with garbage:
+            # quick_check / integrity_check then report rows of errors instead of failing outright
+            off = (pageno - 1) * page_size
+            f.seek(off)
+            ncells = int.from_bytes(f.read(8)[3:5], "big")
+            f.seek(off + 8)
+            f.write(rng.randbytes(2 * max(ncells, 4)))
+
+
+@fault("db_fk_violation", "A dispensers row points to a missing work order (inserted with foreign_keys off).", category="database")
+def _db_fk(sb, rec):
+    db = sb.paths["db"]
+    sb.backup_file(db, rec)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute(
+        "INSERT INTO dispensers (work_order_id, dispenser_number, make, model, fuel_grades, serial_number)"
+        " VALUES (987654, 1, 'Gilbarco', 'Encore 700 S', 'Regular', 'SNORPHAN1')"
+    )
+    conn.commit()
+    conn.close()
+
+
+@fault("db_locked", "A separate process holds BEGIN EXCLUSIVE on the database (killed by pid on clear).", category="database")
+def _db_locked(sb, rec):
+    sb.spawn("dblock", [sb.python, "-m", "sandbox.helpers", "dblock", str(sb.paths["db"])], cwd=sb.root)
+    rec["procs"].append("dblock")
+    sb.wait_output("dblock", "locked")
+
+
+@fault("db_bloated", "Free pages > 10 % of the file (a big blob table inserted, then dropped).", category="database")
+def _db_bloated(sb, rec):
+    db = sb.paths["db"]
+    sb.backup_file(db, rec)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE bloat (data BLOB)")
+    conn.executemany("INSERT INTO bloat VALUES (randomblob(16000))", [()] * 600)
+    conn.commit()
+    conn.execute("DROP TABLE bloat")
+    conn.commit()
+    conn.close()
+
+
+def _chmod(path_key: str, mode: int):
+    def inject(sb, rec):
+        sb.chmod(sb.paths[path_key], mode, rec)
+
+    return inject
+
+
+FAULTS["db_unwritable"] = Fault("Database file chmod 0400: its owner (the service) cannot write it.", ("runbook", "v2"), _chmod("db", 0o400), None, "database")
+FAULTS["db_world_readable"] = Fault("Database file chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("db", 0o644), None, "security")
+FAULTS["env_world_readable"] = Fault("backend/.env chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("env_file", 0o644), None, "security")
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+@fault("credentials_missing", "Stored WorkFossa credentials gone (runbook: dir moved aside; v2: rows moved to a side table).", category="credentials")
+def _cred_missing(sb, rec):
+    if sb.layout == "runbook":
+        sb.move_aside(sb.paths["credentials_dir"], rec)
+        return
+    sb.backup_file(sb.paths["db"], rec)  # clear restores the exact file
+    conn = sqlite3.connect(sb.paths["db"])
+    conn.execute("CREATE TABLE user_credentials_quarantine AS SELECT * FROM user_credentials")
+    conn.execute("DELETE FROM user_credentials")
+    conn.commit()
+    conn.close()
+
+
+@fault("credentials_world_readable", "Credentials dir 0755 and files 0644 (healthy: 0700 / 0600).", layouts=("runbook",), category="credentials")
+def _cred_world(sb, rec):
+    d = sb.paths["credentials_dir"]
+    sb.chmod(d, 0o755, rec)
+    for f in sorted(d.iterdir()):
+        sb.chmod(f, 0o644, rec)
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+@fault("error_burst", "60 error lines in the last hour in a new file under logs/errors.", category="logs")
+def _error_burst(sb, rec):
+    t = logfmt.now()
+    name = "errors/integration-errors.jsonl" if sb.layout == "runbook" else f"errors/integration-errors-{t.astimezone():%Y-%m-%d}.jsonl"
+    path = sb.paths["log_dir"] / name
+    lines = []
+    for k in range(60):
+        when = t - timedelta(seconds=45 * k + 5)
+        lines.append(logfmt.line(sb.layout, when, "ERROR", "fossawork.integration", f"WorkFossa sync failed for work order W-{110000 + k}: HTTP 502", "sync_work_orders:144"))
+    logfmt.append(path, list(reversed(lines)))
+    rec["created"].append(str(path))
+
+
+def _append_recent(sb, rec, kind: str, messages: list[tuple[str, str, str]], spacing_s: int = 120) -> None:
+    t = logfmt.now()
+    path = logfmt.log_path(sb.paths["log_dir"], sb.layout, kind, t)
+    lines = []
+    for k, (level, logger, msg) in enumerate(messages):
+        when = t - timedelta(seconds=spacing_s * (len(messages) - k))
+        lines.append(logfmt.line(sb.layout, when, level, logger, msg, "handle:120"))
+    sb.append_lines(path, lines, rec)
+
+
+@fault("backend_error_burst", "8 recent errors appended to the backend error log only.", category="logs")
+def _backend_error_burst(sb, rec):
+    _append_recent(sb, rec, "backend_errors", [("ERROR", "fossawork.workorders", f"Unhandled exception in GET /api/work-orders: KeyError('customer') #{k}") for k in range(8)])
+
+
+@fault("critical_error_pattern", "One recent 'DatabaseError: ...' line in the backend error log.", category="logs")
+def _critical(sb, rec):
+    _append_recent(sb, rec, "backend_errors", [("ERROR", "fossawork.database", "sqlite3.DatabaseError: database disk image is malformed")])
+
+
+@fault("import_error", "A recent ModuleNotFoundError (ImportError) line in the startup log.", category="logs")
+def _import_error(sb, rec):
+    _append_recent(sb, rec, "general", [
+        ("ERROR", "fossawork.main", "Failed to import app.routes.automation"),
+        ("ERROR", "fossawork.main", "ModuleNotFoundError: No module named 'fossa_missing'"),
+    ], spacing_s=30)
+
+
+@fault("backend_log_missing", "Backend error log file(s) moved aside to the attic.", category="logs")
+def _backend_log_missing(sb, rec):
+    log_dir = sb.paths["log_dir"]
+    if sb.layout == "runbook":
+        files = [log_dir / logfmt.FILES["runbook"]["backend_errors"]]
+    else:
+        files = sorted((log_dir / "errors").glob("backend-errors-*.jsonl"))
+    for f in files:
+        if f.exists():
+            sb.move_aside(f, rec)
+
+
+@fault("log_oversized", "A 101 MiB log file of log lines under logs/backend.", category="logs")
+def _log_oversized(sb, rec):
+    t = logfmt.now() - timedelta(hours=3)
+    path = sb.paths["log_dir"] / "backend" / "backend-debug.jsonl"
+    line = logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52") + "\n"
+    block = (line * (1024 * 1024 // len(line) + 1)).encode()[: 1024 * 1024]
+    block = block[: block.rfind(b"\n") + 1]
+    rec["created"].append(str(path))
+    with open(path, "wb") as f:
+        written = 0
+        while written <= 100 * 1024 * 1024:
+            f.write(block)
+            written += len(block)
+
+
+def _automation(sb, rec, n: int, failed: int, age: timedelta, spacing_min: int) -> None:
+    auto_dir = sb.paths["log_dir"] / "automation"
+    for f in sorted(auto_dir.glob("*.jsonl")):
+        sb.move_aside(f, rec)
+    t = logfmt.now() - age
+    fail_at = {round(i * n / failed) for i in range(failed)} if failed else set()
+    entries = []
+    for k in range(n):
+        when = t - timedelta(minutes=spacing_min * k + 2)
+        ok = k not in fail_at
+        entries.append((when, logfmt.automation_line(sb.layout, when, 5000 + n - k, ok, "" if ok else "Timeout waiting for selector #work-orders")))
+    for path in logfmt.write_lines(sb.paths["log_dir"], sb.layout, "automation", entries):
+        rec["created"].append(str(path))
+        if age:
+            logfmt.set_mtime(path, t)
+
+
+@fault("automation_failure_30", "Recent automation attempts ~30 % failed (6 of 20).", category="automation")
+def _auto30(sb, rec):
+    _automation(sb, rec, 20, 6, timedelta(0), 8)
+
+
+@fault("automation_failure_60", "Recent automation attempts ~60 % failed (12 of 20).", category="automation")
+def _auto60(sb, rec):
+    _automation(sb, rec, 20, 12, timedelta(0), 8)
+
+
+@fault("automation_logs_stale", "Newest automation entries and files are 3 days old (recent ones moved aside).", category="automation")
+def _auto_stale(sb, rec):
+    _automation(sb, rec, 20, 1, timedelta(days=3), 15)
+
+
+# --- frontend ---------------------------------------------------------------------------------
+
+
+@fault("frontend_down", "Vite dev server stopped (by pid).", category="frontend")
+def _frontend_down(sb, rec):
+    sb.stop_component("frontend")
+    rec["restart"].append("frontend")
+
+
+@fault("frontend_not_html", "Vite stopped; a process answers 200 application/json on the frontend port.", category="frontend")
+def _frontend_json(sb, rec):
+    sb.stop_component("frontend")
+    rec["restart"].append("frontend")
+    port = sb.ports["frontend"]
+    sb.spawn("frontend_not_html", [sb.python, "-m", "sandbox.helpers", "json", str(port)], cwd=sb.root)
+    rec["procs"].append("frontend_not_html")
+    sb.wait_tcp(port, "frontend_not_html")
+
+
+@fault("frontend_hang", "Vite stopped; a process accepts TCP on the frontend port and never answers.", category="frontend")
+def _frontend_hang(sb, rec):
+    sb.stop_component("frontend")
+    rec["restart"].append("frontend")
+    port = sb.ports["frontend"]
+    sb.spawn("frontend_hang", [sb.python, "-m", "sandbox.helpers", "hang", str(port)], cwd=sb.root)
+    rec["procs"].append("frontend_hang")
+    sb.wait_tcp(port, "frontend_hang")
+
+
+@fault("frontend_duplicate", "A second Vite dev server with the same cwd on another port.", category="frontend")
+def _frontend_dup(sb, rec):
+    sb.spawn_frontend("frontend_duplicate", sb.free_port())
+    rec["procs"].append("frontend_duplicate")
+
+
+@fault("node_modules_missing", "frontend/node_modules moved aside to the attic.", category="frontend")
+def _nm_missing(sb, rec):
+    sb.move_aside(sb.paths["frontend_dir"] / "node_modules", rec)
+
+
+@fault("npm_missing_dependency", "The declared dependency 'vite' removed from node_modules (npm ls fails).", category="frontend")
+def _npm_missing(sb, rec):
+    sb.move_aside(sb.paths["frontend_dir"] / "node_modules" / "vite", rec)
+
+
+@fault("ts_error", "A type error introduced in src/main.ts (tsc --noEmit fails).", category="frontend")
+def _ts_error(sb, rec):
+    main = sb.paths["frontend_dir"] / "src" / "main.ts"
+    sb.backup_file(main, rec)
+    with open(main, "a") as f:
+        f.write('\nexport const orderCount: number = "forty-two";\n')
+
+
+@fault("build_broken", "index.html references a missing module script: vite build fails, tsc passes.", category="frontend")
+def _build_broken(sb, rec):
+    index = sb.paths["frontend_dir"] / "index.html"
+    sb.backup_file(index, rec)
+    text = index.read_text()
+    index.write_text(text.replace("</body>", '  <script type="module" src="/src/missing-entry.ts"></script>\n  </body>'))
+
+
+# --- outside world ----------------------------------------------------------------------------
+
+
+@fault("workfossa_down", "WorkFossa stand-in process stopped (by pid).", category="workfossa")
+def _wf_down(sb, rec):
+    sb.stop_component("workfossa")
+    rec["restart"].append("workfossa")
+
+
+@fault("browser_zombies", "6 orphaned headless chromium processes (parent exited); pids in run/zombies.pids.", category="browser")
+def _zombies(sb, rec):
+    base = sb.attic_dir("browser_zombies")
+    rec["created"].append(str(base))
+    sb.spawn_zombies(6, base, rec)
+
+
+_threshold("cpu_threshold", "Profile only: thresholds.cpu_percent = 0.", cpu_percent=0.0)
+_threshold("memory_threshold", "Profile only: thresholds.memory_percent = 0.", memory_percent=0.0)
+_threshold("disk_threshold", "Profile only: thresholds.disk_percent = 0.", disk_percent=0.0)
+_threshold("process_memory_threshold", "Profile only: thresholds.process_memory_percent = 0.", process_memory_percent=0.0)
+_threshold("db_size_threshold", "Profile only: thresholds.db_max_bytes = 1024.", db_max_bytes=1024)
+_threshold("large_table_threshold", "Profile only: thresholds.large_table_rows = 100.", large_table_rows=100)
+_threshold("slow_query_threshold", "Profile only: thresholds.slow_query_seconds = 0.", slow_query_seconds=0.0)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
