@@ -10,5 +10,8 @@ pytest_plugins = [
     "fixtures.frontend",
     "fixtures.browser",
     "remediation.catalog",
+    "remediation.gate",
+    "remediation.alerts",
+    "remediation.metrics",
     "remediation.plugin",
 ]

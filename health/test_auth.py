@@ -29,11 +29,11 @@ KNOWN_DEFAULT_SECRETS = {
 
 
 def _reachable(api):
-    """Skip behaviour checks when the API cannot be reached at all (the endpoint checks report that)."""
+    """Skip behaviour checks when the backend itself is not answering (the endpoint checks report that)."""
     health = api.answer("health")
     depends_on(
-        health.kind not in ("refused", "timeout"),
-        f"API unreachable: {health.describe()} (reported by test_api_endpoint_answers_200_with_json[health])",
+        health.status is not None and health.status != 404 and health.status < 500,
+        f"backend not answering: {health.describe()} (reported by test_api_endpoint_answers_200_with_json[health])",
     )
 
 
@@ -111,7 +111,11 @@ def test_login_rejects_wrong_password(api):
     """Security breach: login answers 200 to a wrong password."""
     _reachable(api)
     answer = api.answer("login_wrong")
-    expect(answer.status in (400, 401, 403, 422), f"observed {answer.describe()} for a wrong password, expected 401")
+    # Only acceptance is a breach here; a 5xx or 404 is reported by test_auth_route_exists[login].
+    expect(
+        answer.status is None or not 200 <= answer.status < 300,
+        f"observed {answer.describe()} for a wrong password, expected a rejection (401)",
+    )
 
 
 @pytest.mark.p1

@@ -82,7 +82,7 @@ def test_database_file_is_under_size_limit(on_host, db):
     """Database file is very large."""
     _present(db)
     size, limit = db.stat().st_size, on_host.thresholds.db_max_bytes
-    expect(size <= limit, f"observed {db.path} at {size / 2**20:.1f} MiB, expected at most {limit / 2**20:.1f} MiB")
+    expect(size <= limit, f"observed {db.path} at {size:,} bytes, expected at most {limit:,} bytes")
 
 
 @pytest.mark.p1
