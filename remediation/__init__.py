@@ -1,0 +1,1 @@
+"""Maps failing checks to the runbook's fixes, runs those fixes safely and writes the incident reports."""
