@@ -10,6 +10,7 @@ pytest_plugins = [
     "fixtures.frontend",
     "fixtures.browser",
     "remediation.catalog",
+    "remediation.outcomes",
     "remediation.gate",
     "remediation.alerts",
     "remediation.metrics",
