@@ -140,6 +140,7 @@ def test_validate_rejects_bad_token(api, kind):
     """
     _reachable(api)
     answer = api.answer(f"validate_{kind}")
+    depends_on(answer.status not in (404, 405), "no validate route (reported by test_auth_route_exists[validate])")
     expect(answer.status in (401, 403), f"observed {answer.describe()} for a {kind} token, expected 401 or 403")
 
 
@@ -177,7 +178,7 @@ def test_credential_store_holds_credentials(on_host, db):
     else:
         table = on_host.credentials_table
         depends_on(table, "the profile names no credential store (credentials_dir and credentials_table empty)")
-        with observing(DatabaseUnavailable):
+        with observing(blocked=(DatabaseUnavailable,)):  # an unreadable database is reported by its own checks
             tables = db.tables()
             rows = db.query(f'SELECT COUNT(*) FROM "{table}"')[0][0] if table in tables else 0
         expect(rows > 0, f"observed {rows} rows in table {table!r} of {db.path}, expected stored credentials")

@@ -46,28 +46,25 @@ def test_frontend_dev_server_is_not_duplicated(on_host, processes):
 @pytest.mark.p3
 @pytest.mark.frontend
 @fix("fix-frontend-issues", "dependency_issues", kb="frontend_build_errors")
-def test_frontend_dependencies_are_installed(on_host, frontend):
+def test_frontend_dependencies_are_installed(npm_ls_run):
     """Missing npm dependencies (npm ls reports problems)."""
-    result = frontend.npm_ls()
-    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
+    expect(npm_ls_run.returncode == 0, f"observed {npm_ls_run.evidence()}, expected exit 0")
 
 
 @pytest.mark.p3
 @pytest.mark.frontend
 @fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
-def test_frontend_typescript_compiles(on_host, frontend):
+def test_frontend_typescript_compiles(tsc_run):
     """TypeScript compilation errors found (tsc --noEmit)."""
-    result = frontend.tsc()
-    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
+    expect(tsc_run.returncode == 0, f"observed {tsc_run.evidence()}, expected exit 0")
 
 
 @pytest.mark.p3
 @pytest.mark.frontend
 @fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
-def test_frontend_build_succeeds(on_host, frontend):
+def test_frontend_build_succeeds(build_run):
     """npm run build fails.
 
     Differs from the runbook: the build output goes to a temporary directory, so the check leaves dist/ untouched.
     """
-    result = frontend.build()
-    expect(result.returncode == 0, f"observed {result.evidence()}, expected exit 0")
+    expect(build_run.returncode == 0, f"observed {build_run.evidence()}, expected exit 0")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import hashlib
 import threading
 import time
 import warnings
@@ -94,17 +95,19 @@ def connect() -> sqlite3.Connection:
 
 
 def _burner() -> None:
+    # hashlib releases the GIL on large buffers: the burner holds one core whatever the request handlers
+    # do, so the process shows ~100 % while the host (two or more cores) stays below the system threshold.
+    block = b"x" * (4 << 20)
     while True:
         if fault("backend_cpu_burn"):
             end = time.monotonic() + 0.5
-            x = 0
             while time.monotonic() < end:
-                x += 1
+                hashlib.sha256(block).digest()
         else:
             time.sleep(0.25)
 
 
-threading.Thread(target=_burner, name="fault-watcher", daemon=True).start()
+threading.Thread(target=_burner, name="fault-burner", daemon=True).start()
 
 
 @app.on_event("startup")
@@ -220,16 +223,20 @@ async def login(request: Request):
 
 @app.get("/api/auth/validate")
 async def validate(request: Request):
+    if fault("auth_routes_missing"):
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
     if fault("validate_accepts_any"):
         return {"valid": True, "user_id": None}
     claims = decode_token(request)
-    if claims is None:
+    if claims is None or fault("validate_rejects_valid"):
         return unauthorized()
     return {"valid": True, "user_id": claims.get("user_id"), "username": claims.get("sub"), "expires": claims.get("exp")}
 
 
 @app.post("/api/auth/logout")
 async def logout(request: Request):
+    if fault("auth_routes_missing"):
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
     if decode_token(request) is None:
         return unauthorized()
     return {"message": "Logged out"}

@@ -29,7 +29,8 @@ REGISTRY = Path(tempfile.gettempdir()) / "fossawork-sandbox-registry.json"
 LAYOUTS = ("runbook", "v2")
 COMPONENTS = ("backend", "frontend", "workfossa")
 START_TIMEOUT = 30.0
-SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups")
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups", "bin")
 
 
 def ensure_frontend_deps(timeout: float = 600) -> bool:
@@ -211,6 +212,7 @@ class Sandbox:
             "log_dir": r / "logs",
             "frontend_dir": r / "frontend",
             "run_dir": r / "run",
+            "browser": r / "bin" / "chromium",
             "fault_dir": r / "faults",
             "attic": r / "attic",
             "backup_dir": r / "backups",
@@ -269,6 +271,8 @@ class Sandbox:
         p = self.paths
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # The automation's browser, as the deployment installs it: a fault can break this one, not the host's.
+        p["browser"].symlink_to(SYSTEM_CHROMIUM)
         password = seed.random_secret(24)
         seed.write_env(p["env_file"], seed.random_secret(48), password)
         seed.create_db(p["db"], self.layout, password)
@@ -751,6 +755,7 @@ class Sandbox:
             "frontend_process": "vite",
             "frontend_cwd": str(p["frontend_dir"]),
             "disk_path": str(self.root),
+            "browser_executable": str(p["browser"]),
             "endpoints": {
                 "health": "/health" if v2 else "/api/health",
                 "login": "/api/auth/login",

@@ -94,6 +94,8 @@ _flag("api_slow", "Every API request is delayed 1.5 s.")
 _flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth")
 _flag("alg_none_accepted", "Tokens signed with alg 'none' are accepted by validate and the protected routes.", "auth")
 _flag("login_500", "Login answers 500.", "auth")
+_flag("auth_routes_missing", "Validate and logout answer 404 (their router is not mounted).", "auth")
+_flag("validate_rejects_valid", "Validate answers 401 even to a fresh token from login.", "auth")
 _flag("login_accepts_any", "Login answers 200 with a token to any password.", "auth")
 _flag("cors_wildcard", "API answers Access-Control-Allow-Origin: * with Allow-Credentials: true.", "security")
 
@@ -236,6 +238,7 @@ def _chmod(path_key: str, mode: int):
     return inject
 
 
+FAULTS["db_unreadable"] = Fault("Database file chmod 0200: its owner (the service) cannot read it.", ("runbook", "v2"), _chmod("db", 0o200), None, "database")
 FAULTS["db_unwritable"] = Fault("Database file chmod 0400: its owner (the service) cannot write it.", ("runbook", "v2"), _chmod("db", 0o400), None, "database")
 FAULTS["db_world_readable"] = Fault("Database file chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("db", 0o644), None, "security")
 FAULTS["env_world_readable"] = Fault("backend/.env chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("env_file", 0o644), None, "security")
@@ -296,9 +299,14 @@ def _backend_error_burst(sb, rec):
     _append_recent(sb, rec, "backend_errors", [("ERROR", "fossawork.workorders", f"Unhandled exception in GET /api/work-orders: KeyError('customer') #{k}") for k in range(8)])
 
 
-@fault("critical_error_pattern", "One recent 'DatabaseError: ...' line in the backend error log.", category="logs")
+@fault("critical_error_pattern", "Recent ConnectionError, DatabaseError, TimeoutError and MemoryError lines in the backend error log.", category="logs")
 def _critical(sb, rec):
-    _append_recent(sb, rec, "backend_errors", [("ERROR", "fossawork.database", "sqlite3.DatabaseError: database disk image is malformed")])
+    _append_recent(sb, rec, "backend_errors", [
+        ("ERROR", "fossawork.database", "sqlite3.DatabaseError: database disk image is malformed"),
+        ("ERROR", "fossawork.workfossa", "requests.exceptions.ConnectionError: app.workfossa.com: Connection reset"),
+        ("ERROR", "fossawork.automation", "TimeoutError: form submission did not complete within 30 s"),
+        ("ERROR", "fossawork.scraper", "MemoryError: cannot allocate page buffer"),
+    ])
 
 
 @fault("import_error", "A recent ModuleNotFoundError (ImportError) line in the startup log.", category="logs")
@@ -438,6 +446,15 @@ def _wf_down(sb, rec):
     rec["restart"].append("workfossa")
 
 
+@fault("browser_broken", "The deployment's Chromium (bin/chromium) replaced by a binary that cannot start.", category="browser")
+def _browser_broken(sb, rec):
+    browser = sb.paths["browser"]
+    sb.move_aside(browser, rec)
+    browser.write_text("#!/bin/sh\necho 'chromium: error while loading shared libraries: libnss3.so' >&2\nexit 127\n")
+    browser.chmod(0o755)
+    rec["created"].append(str(browser))
+
+
 @fault("browser_zombies", "6 orphaned headless chromium processes (parent exited); pids in run/zombies.pids.", category="browser")
 def _zombies(sb, rec):
     base = sb.attic_dir("browser_zombies")
@@ -445,7 +462,8 @@ def _zombies(sb, rec):
     sb.spawn_zombies(6, base, rec)
 
 
-_threshold("cpu_threshold", "Profile only: thresholds.cpu_percent = 0.", cpu_percent=0.0)
+# -1, not 0: the CPU check leaves out the suite's own load, so an idle host can measure exactly 0 %.
+_threshold("cpu_threshold", "Profile only: thresholds.cpu_percent = -1.", cpu_percent=-1.0)
 _threshold("memory_threshold", "Profile only: thresholds.memory_percent = 0.", memory_percent=0.0)
 _threshold("disk_threshold", "Profile only: thresholds.disk_percent = 0.", disk_percent=0.0)
 _threshold("process_memory_threshold", "Profile only: thresholds.process_memory_percent = 0.", process_memory_percent=0.0)
