@@ -30,6 +30,7 @@ LAYOUTS = ("runbook", "v2")
 COMPONENTS = ("backend", "frontend", "workfossa")
 START_TIMEOUT = 30.0
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
+TARGETS_DIR = PROJECT_DIR / ".sandboxes"
 SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups", "bin")
 
 
@@ -216,7 +217,9 @@ class Sandbox:
             "fault_dir": r / "faults",
             "attic": r / "attic",
             "backup_dir": r / "backups",
-            "targets_file": r / "targets.toml",
+            # Inside the checkout, not the temp root: pytest finds its rootdir (and so this project's plugins)
+            # from path arguments, so `pytest --target-file <a file under /tmp>` would not load them.
+            "targets_file": TARGETS_DIR / f"{r.name}.toml",
         }
 
     @property
@@ -263,8 +266,8 @@ class Sandbox:
                 raise SandboxError(f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})")
             for sub in SUBDIRS:
                 remove_tree(root / sub)
-            for f in ("sandbox.json", "targets.toml"):
-                remove_tree(root / f)
+            remove_tree(root / "sandbox.json")
+            remove_tree(self.paths["targets_file"])
         root.mkdir(parents=True, exist_ok=True)
 
     def _build(self) -> None:
@@ -346,6 +349,7 @@ class Sandbox:
         for proc in self._popens.values():
             with contextlib.suppress(Exception):
                 proc.wait(timeout=0.5)
+        self.paths["targets_file"].unlink(missing_ok=True)
         if self.owns_root:
             registry_remove(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
@@ -777,6 +781,7 @@ class Sandbox:
 
     def write_targets(self, path) -> Path:
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         header = (
             "# Written by the FossaWork sandbox (python -m sandbox). No secrets here: the profile names the\n"
             "# environment variables; their values are in env_file.\n"

@@ -117,7 +117,7 @@ ENV = {"FOSSAWORK_TIMEOUTS_FRONTEND": "2", "FOSSAWORK_TIMEOUTS_WORKFOSSA": "2"}
 def run_suite(sandbox: Sandbox, tmp_path: Path, with_slow: bool) -> dict[str, str]:
     """Run every health check against the sandbox; {check name: passed | failed | skipped | error}."""
     junit = tmp_path / "junit.xml"
-    args = [sys.executable, "-m", "pytest", f"--target-file={sandbox.root / 'targets.toml'}", "--target", "live",
+    args = [sys.executable, "-m", "pytest", f"--target-file={sandbox.paths['targets_file']}", "--target", "live",
             f"--junitxml={junit}", "-q", "-p", "no:randomly", "--no-incident-report"]
     if not with_slow:
         args += ["-k", " and ".join(f"not {name}" for name in SLOW)]
