@@ -63,7 +63,12 @@ app = FastAPI(title="FossaWork V2 (sandbox)", docs_url=None, redoc_url=None, ope
 
 
 def fault(name: str) -> bool:
-    return (FAULT_DIR / name).exists()
+    """Whether a fault is on for this process: a flag file, or one naming a pid (a state that a restart ends)."""
+    try:
+        owner = (FAULT_DIR / name).read_text().strip()
+    except OSError:
+        return False
+    return not owner.isdigit() or int(owner) == os.getpid()
 
 
 def log(kind: str, level: str, logger: str, message: str, where: str = "handle:120") -> None:

@@ -88,7 +88,11 @@ def _cpu_burn(sb, rec):
     sb.flag("backend_cpu_burn", rec)
 
 
-_flag("api_500", "GET dispensers answers 500 (and logs the error).")
+@fault("api_500", "The running backend's dispensers route answers 500 until the process is restarted.", category="api")
+def _api_500(sb, rec):
+    # The flag names the backend pid: the broken state lives in that process, as a poisoned connection pool would.
+    sb.flag("api_500", rec)
+    (sb.paths["fault_dir"] / "api_500").write_text(f"{sb.state['procs']['backend']['pid']}\n")
 _flag("api_hang", "Every API request is accepted but never answered.")
 _flag("api_slow", "Every API request is delayed 1.5 s.")
 _flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth")

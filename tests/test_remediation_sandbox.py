@@ -80,6 +80,21 @@ def test_backend_down_is_restarted_and_rechecked_fixed(live):
     assert any(e["action"].startswith("start the backend") for e in incident["audit"])
 
 
+def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):
+    sb, path, profile, reports = live("api_500")
+    before = safety.row_checksums(Path(profile.db_path))
+    argv = [sys.executable, "-m", "pytest", "health/test_backend.py", "-k", "answers_200", "--target-file",
+            str(path), "--target", "live", "--remediate", "--report-dir", str(reports), "-p", "no:cacheprovider", "-q"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    incident = json.loads((reports / "latest.json").read_text())
+    assert [f["id"].split("::")[-1] for f in incident["failures"]] == [
+        "test_api_endpoint_answers_200_with_json[dispensers]"
+    ], done.stdout
+    assert incident["failures"][0]["remediation"]["recheck"] == "fixed", done.stdout
+    assert incident["remediation"]["fixes"][0]["fix"] == "fix-backend-issues/api_errors"
+    assert safety.row_checksums(Path(profile.db_path)) == before
+
+
 def test_a_bloated_database_is_vacuumed_with_every_row_kept(live):
     sb, path, profile, reports = live("db_bloated")
     db = Path(profile.db_path)
