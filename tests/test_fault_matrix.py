@@ -178,3 +178,29 @@ def test_every_check_is_proven_by_a_fault():
     proven = set().union(*MATRIX.values())
     assert checks - proven == set(), "checks without a fault that proves them"
     assert proven - checks == set(), "the matrix names checks that do not exist"
+
+
+# The runbook's P1: system down, database corruption, security breach, data loss, authentication failure.
+P1_FAULTS = {
+    "backend_down", "port_taken", "api_hang", "frontend_down", "frontend_not_html", "frontend_hang",
+    "validate_accepts_any", "alg_none_accepted", "login_accepts_any", "jwt_short_secret", "jwt_default_secret",
+    "db_world_readable", "env_world_readable", "credentials_world_readable",
+    "db_missing", "db_empty", "db_not_a_database", "db_no_tables", "db_corrupt", "db_unreadable",
+    "login_500", "auth_routes_missing", "validate_rejects_valid",
+    "db_locked",  # the application cannot log anyone in while the database is locked
+}
+
+
+def test_pytest_m_p1_fails_for_exactly_the_p1_faults():
+    catalog = subprocess.run(
+        [sys.executable, "-m", "pytest", "--runbook", "--target", "local", "--no-incident-report"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    ).stdout.splitlines()
+    severity = {
+        line.split("::", 1)[1]: nxt.split()[0].lower()
+        for line, nxt in zip(catalog, catalog[1:])
+        if line.startswith("health/") and nxt.strip()[:2] in ("P1", "P2", "P3", "P4")
+    }
+    # A fault makes `pytest -m p1` fail exactly when one of the checks it fails is marked p1.
+    p1 = {fault for fault, checks in MATRIX.items() if any(severity[c] == "p1" for c in checks)}
+    assert p1 == P1_FAULTS
