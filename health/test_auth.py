@@ -193,7 +193,5 @@ def test_secret_files_are_not_readable_by_others(on_host):
     if on_host.credentials_dir and Path(on_host.credentials_dir).is_dir():
         store = Path(on_host.credentials_dir)
         paths += [store, *sorted(p for p in store.iterdir() if p.is_file())]
-    exposed = [
-        f"{p} ({stat.filemode(p.stat().st_mode)})" for p in paths if p.exists() and p.stat().st_mode & 0o066
-    ]
+    exposed = [f"{p} ({stat.filemode(p.stat().st_mode)})" for p in paths if p.exists() and p.stat().st_mode & 0o066]
     expect(not exposed, f"observed group/other permissions on {', '.join(exposed)}, expected owner-only (0600/0700)")

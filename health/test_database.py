@@ -202,7 +202,8 @@ def test_database_free_pages_are_under_ratio(on_host, db):
     ratio = on_host.thresholds.free_page_ratio
     expect(
         free <= total * ratio,
-        f"observed {free} free of {total} pages ({free / max(total, 1):.0%}) in {db.path}, expected at most {ratio:.0%}",
+        f"observed {free} free of {total} pages ({free / max(total, 1):.0%}) in {db.path}, "
+        f"expected at most {ratio:.0%}",
     )
 
 

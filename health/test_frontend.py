@@ -16,7 +16,8 @@ def test_frontend_page_answers_200_with_html(frontend):
     html = b"<html" in page.body[:65536].lower()
     expect(
         page.status == 200 and html,
-        f"observed {page.describe()}" + (f", body {page.text(80)!r}" if page.status is not None else "")
+        f"observed {page.describe()}"
+        + (f", body {page.text(80)!r}" if page.status is not None else "")
         + ", expected 200 with an HTML document",
     )
 

@@ -62,7 +62,9 @@ def test_api_latency_is_under_threshold(on_host, api):
     """Slow response times."""
     samples = api.latency_samples(on_host.thresholds.api_latency_samples)
     failed = [a for a in samples if a.error]
-    depends_on(not failed, f"API unreachable: {failed[0].describe() if failed else ''} (reported by the endpoint checks)")
+    depends_on(
+        not failed, f"API unreachable: {failed[0].describe() if failed else ''} (reported by the endpoint checks)"
+    )
     times = sorted(a.elapsed * 1000 for a in samples)
     median = times[len(times) // 2]
     limit = on_host.thresholds.api_latency_ms
@@ -92,7 +94,9 @@ def test_log_files_are_under_size_limit(on_host, logs):
 @pytest.mark.parametrize(
     "service",
     [
-        pytest.param("backend", marks=[pytest.mark.p1, fix("fix-backend-issues", "api_errors", kb="backend_not_starting")]),
+        pytest.param(
+            "backend", marks=[pytest.mark.p1, fix("fix-backend-issues", "api_errors", kb="backend_not_starting")]
+        ),
         pytest.param("frontend", marks=[pytest.mark.p1, fix("fix-frontend-issues", "server_not_running")]),
     ],
 )

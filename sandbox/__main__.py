@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import json
+import os
 import sys
 from pathlib import Path
 
-from .core import COMPONENTS, LAYOUTS, Sandbox, _alive, ensure_frontend_deps, registry_add, registry_remove, registry_roots
+from .core import (
+    COMPONENTS,
+    LAYOUTS,
+    Sandbox,
+    _alive,
+    ensure_frontend_deps,
+    registry_add,
+    registry_remove,
+    registry_roots,
+)
 from .faults import FAULTS, SandboxError
 
 

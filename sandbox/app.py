@@ -8,13 +8,13 @@ read per request, so most faults need no restart.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
-import hashlib
 import threading
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -127,7 +127,7 @@ async def _startup() -> None:
 
 
 def make_token(user_id: str, username: str) -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     payload = {"sub": username, "user_id": user_id, "iat": now, "exp": now + timedelta(minutes=TOKEN_MINUTES)}
     return jwt.encode(payload, SECRET_KEY, algorithm="HS256")
 
@@ -178,7 +178,13 @@ async def middleware(request: Request, call_next):
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Vary"] = "Origin"
     ms = (time.perf_counter() - start) * 1000
-    log("api", "INFO", "fossawork.api", f"API {request.method} {request.url.path} -> {response.status_code} ({ms:.2f}ms)", "log_api_request:341")
+    log(
+        "api",
+        "INFO",
+        "fossawork.api",
+        f"API {request.method} {request.url.path} -> {response.status_code} ({ms:.2f}ms)",
+        "log_api_request:341",
+    )
     return response
 
 
@@ -198,7 +204,7 @@ async def http_error(request: Request, exc: StarletteHTTPException):
 
 @app.get(HEALTH)
 async def health():
-    return {"status": "healthy", "service": "fossawork-v2-backend", "timestamp": datetime.now(timezone.utc).isoformat()}
+    return {"status": "healthy", "service": "fossawork-v2-backend", "timestamp": datetime.now(UTC).isoformat()}
 
 
 @app.post("/api/auth/login")
@@ -238,7 +244,12 @@ async def validate(request: Request):
     claims = decode_token(request)
     if claims is None or fault("validate_rejects_valid"):
         return unauthorized()
-    return {"valid": True, "user_id": claims.get("user_id"), "username": claims.get("sub"), "expires": claims.get("exp")}
+    return {
+        "valid": True,
+        "user_id": claims.get("user_id"),
+        "username": claims.get("sub"),
+        "expires": claims.get("exp"),
+    }
 
 
 @app.post("/api/auth/logout")
@@ -311,7 +322,7 @@ async def create_work_order(request: Request):
                         str(body.get("service_code", "2861")),
                         "pending",
                         datetime.now().strftime("%Y-%m-%d"),
-                        datetime.now(timezone.utc).isoformat(),
+                        datetime.now(UTC).isoformat(),
                     ),
                 )
                 new_id = cur.lastrowid

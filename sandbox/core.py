@@ -16,8 +16,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import logfmt, seed
 from .faults import FAULTS, SandboxError, remove_tree
@@ -186,7 +186,7 @@ class Sandbox:
             pass
 
     @classmethod
-    def attach(cls, root: str | Path) -> "Sandbox":
+    def attach(cls, root: str | Path) -> Sandbox:
         root = Path(root).resolve()
         try:
             state = json.loads((root / "sandbox.json").read_text())
@@ -228,7 +228,7 @@ class Sandbox:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         t0 = time.monotonic()
         ensure_frontend_deps()
         if self.root is None:
@@ -263,7 +263,9 @@ class Sandbox:
                 raise SandboxError(f"{root} is not empty and holds no sandbox; give an empty or new directory")
             old = Sandbox.attach(root)
             if any(_alive(r) for r in old.state.get("procs", {}).values()):
-                raise SandboxError(f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})")
+                raise SandboxError(
+                    f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})"
+                )
             for sub in SUBDIRS:
                 remove_tree(root / sub)
             remove_tree(root / "sandbox.json")
@@ -335,7 +337,7 @@ class Sandbox:
     def _last_output(self, name: str) -> str:
         out = self.paths["run_dir"] / f"{name}.out"
         try:
-            lines = [l for l in out.read_text(errors="replace").splitlines() if l.strip()]
+            lines = [ln for ln in out.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
             lines = []
         return lines[-1].strip()[:300] if lines else "no output"
@@ -354,7 +356,7 @@ class Sandbox:
             registry_remove(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -471,8 +473,21 @@ class Sandbox:
         return env
 
     def spawn_backend(self, name: str, port: int) -> int:
-        argv = [self.python, "-m", "uvicorn", "sandbox.app:app", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "1"]
+        argv = [
+            self.python,
+            "-m",
+            "uvicorn",
+            "sandbox.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "1",
+        ]
         pid = self.spawn(name, argv, self.paths["backend_dir"], self._backend_env(), pidfile=name == "backend")
         if name != "backend":
             self.wait_tcp(port, name)
@@ -496,8 +511,13 @@ class Sandbox:
             elif comp == "frontend":
                 self.spawn_frontend("frontend", self.ports["frontend"])
             elif comp == "workfossa":
-                self.spawn("workfossa", [self.python, "-m", "sandbox.helpers", "workfossa", str(self.ports["workfossa"])],
-                           self.root, dict(os.environ, PYTHONPATH=str(PROJECT_DIR)), pidfile=True)
+                self.spawn(
+                    "workfossa",
+                    [self.python, "-m", "sandbox.helpers", "workfossa", str(self.ports["workfossa"])],
+                    self.root,
+                    dict(os.environ, PYTHONPATH=str(PROJECT_DIR)),
+                    pidfile=True,
+                )
             else:
                 raise SandboxError(f"unknown component {comp!r} (known: {', '.join(COMPONENTS)})")
             if wait:
@@ -544,22 +564,38 @@ class Sandbox:
 
         out = self.paths["run_dir"] / "zombies.spawner.out"
         with open(out, "wb") as f:
-            subprocess.run([self.python, "-m", "sandbox.helpers", "zombies", str(n), str(base)], cwd=self.root,
-                           env=dict(os.environ, PYTHONPATH=str(PROJECT_DIR)), stdin=subprocess.DEVNULL,
-                           stdout=f, stderr=subprocess.DEVNULL, timeout=30, check=True)
+            subprocess.run(
+                [self.python, "-m", "sandbox.helpers", "zombies", str(n), str(base)],
+                cwd=self.root,
+                env=dict(os.environ, PYTHONPATH=str(PROJECT_DIR)),
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                check=True,
+            )
         pids = [int(x) for x in out.read_text().split()]
         (self.paths["run_dir"] / "zombies.pids").write_text("".join(f"{p}\n" for p in pids))
         with self._locked() as st:
             for i, pid in enumerate(pids):
                 ct = _proc_create_time(pid) or 0.0
                 name = f"browser_zombie_{i}"
-                st["procs"][name] = {"pid": pid, "create_time": ct, "argv": ["/usr/bin/chromium"], "cwd": str(self.root)}
+                st["procs"][name] = {
+                    "pid": pid,
+                    "create_time": ct,
+                    "argv": ["/usr/bin/chromium"],
+                    "cwd": str(self.root),
+                }
                 rec["procs"].append(name)
         rec["created"].append(str(self.paths["run_dir"] / "zombies.pids"))
         # let them come up (a browser that dies at once would not be a zombie)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            n_up = sum(1 for p in psutil.process_iter(["cmdline"]) if "chromium" in " ".join(p.info["cmdline"] or []) and str(base) in " ".join(p.info["cmdline"] or []))
+            n_up = sum(
+                1
+                for p in psutil.process_iter(["cmdline"])
+                if "chromium" in " ".join(p.info["cmdline"] or []) and str(base) in " ".join(p.info["cmdline"] or [])
+            )
             if n_up >= n:
                 break
             time.sleep(0.1)
@@ -614,8 +650,18 @@ class Sandbox:
         with self._locked() as st:
             if fault in st["faults"]:
                 return
-            rec = {"name": fault, "t0": time.time(), "created": [], "moved": [], "backups": [], "modes": [], "appended": [],
-                   "procs": [], "restart": [], "sql_undo": []}
+            rec = {
+                "name": fault,
+                "t0": time.time(),
+                "created": [],
+                "moved": [],
+                "backups": [],
+                "modes": [],
+                "appended": [],
+                "procs": [],
+                "restart": [],
+                "sql_undo": [],
+            }
             st["faults"][fault] = rec
             try:
                 if f.inject is not None:
@@ -704,7 +750,7 @@ class Sandbox:
                     continue
                 kept.append(line)
             if len(kept) != len(lines):
-                f.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
+                f.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
 
     @staticmethod
     def _remove_lines(path: Path, lines: list[str]) -> None:
@@ -717,14 +763,22 @@ class Sandbox:
                 todo.remove(line)
             else:
                 kept.append(line)
-        path.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
+        path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
 
     # --- profile -------------------------------------------------------------------------------
 
     def _cli(self, *args: str) -> str:
         return " ".join(
-            ["env", shlex.quote(f"PYTHONPATH={PROJECT_DIR}"), shlex.quote(self.python), "-m", "sandbox", *args,
-             "--dir", shlex.quote(str(self.root))]
+            [
+                "env",
+                shlex.quote(f"PYTHONPATH={PROJECT_DIR}"),
+                shlex.quote(self.python),
+                "-m",
+                "sandbox",
+                *args,
+                "--dir",
+                shlex.quote(str(self.root)),
+            ]
         )
 
     def profile_values(self) -> dict:

@@ -12,10 +12,10 @@ import os
 import random
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 from . import logfmt
 from .seed import random_secret
@@ -71,7 +71,11 @@ def _backend_duplicate(sb, rec):
     rec["procs"].append("backend_duplicate")
 
 
-@fault("port_taken", "Backend stopped and a non-uvicorn process (python -m http.server) listens on the API port.", category="backend")
+@fault(
+    "port_taken",
+    "Backend stopped and a non-uvicorn process (python -m http.server) listens on the API port.",
+    category="backend",
+)
 def _port_taken(sb, rec):
     sb.stop_component("backend")
     rec["restart"].append("backend")
@@ -93,6 +97,8 @@ def _api_500(sb, rec):
     # The flag names the backend pid: the broken state lives in that process, as a poisoned connection pool would.
     sb.flag("api_500", rec)
     (sb.paths["fault_dir"] / "api_500").write_text(f"{sb.state['procs']['backend']['pid']}\n")
+
+
 _flag("api_hang", "Every API request is accepted but never answered.")
 _flag("api_slow", "Every API request is delayed 1.5 s.")
 _flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth")
@@ -133,7 +139,9 @@ def _jwt_short(sb, rec):
 DEFAULT_SECRET = "your-secret-key-here-change-in-production-please"
 
 
-@fault("jwt_default_secret", f"Backend restarted with the well-known example secret {DEFAULT_SECRET!r}.", category="auth")
+@fault(
+    "jwt_default_secret", f"Backend restarted with the well-known example secret {DEFAULT_SECRET!r}.", category="auth"
+)
 def _jwt_default(sb, rec):
     _rewrite_secret(sb, rec, DEFAULT_SECRET)
 
@@ -176,16 +184,23 @@ def _db_no_tables(sb, rec):
     rec["created"].append(str(db))
 
 
-@fault("db_corrupt", "Garbage written over b-tree pages of work_orders (header intact; integrity_check fails).", category="database")
+@fault(
+    "db_corrupt",
+    "Garbage written over b-tree pages of work_orders (header intact; integrity_check fails).",
+    category="database",
+)
 def _db_corrupt(sb, rec):
     db = sb.paths["db"]
     sb.backup_file(db, rec)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = [r[0] for r in conn.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'work_orders' AND pagetype = 'leaf' ORDER BY pageno"
-        )]
+        pages = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'work_orders' AND pagetype = 'leaf' ORDER BY pageno"
+            )
+        ]
     finally:
         conn.close()
     rng = random.Random(7)
@@ -201,7 +216,11 @@ def _db_corrupt(sb, rec):
             f.write(rng.randbytes(2 * max(ncells, 4)))
 
 
-@fault("db_fk_violation", "A dispensers row points to a missing work order (inserted with foreign_keys off).", category="database")
+@fault(
+    "db_fk_violation",
+    "A dispensers row points to a missing work order (inserted with foreign_keys off).",
+    category="database",
+)
 def _db_fk(sb, rec):
     db = sb.paths["db"]
     sb.backup_file(db, rec)
@@ -215,7 +234,11 @@ def _db_fk(sb, rec):
     conn.close()
 
 
-@fault("db_locked", "A separate process holds BEGIN EXCLUSIVE on the database (killed by pid on clear).", category="database")
+@fault(
+    "db_locked",
+    "A separate process holds BEGIN EXCLUSIVE on the database (killed by pid on clear).",
+    category="database",
+)
 def _db_locked(sb, rec):
     sb.spawn("dblock", [sb.python, "-m", "sandbox.helpers", "dblock", str(sb.paths["db"])], cwd=sb.root)
     rec["procs"].append("dblock")
@@ -242,16 +265,36 @@ def _chmod(path_key: str, mode: int):
     return inject
 
 
-FAULTS["db_unreadable"] = Fault("Database file chmod 0200: its owner (the service) cannot read it.", ("runbook", "v2"), _chmod("db", 0o200), None, "database")
-FAULTS["db_unwritable"] = Fault("Database file chmod 0400: its owner (the service) cannot write it.", ("runbook", "v2"), _chmod("db", 0o400), None, "database")
-FAULTS["db_world_readable"] = Fault("Database file chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("db", 0o644), None, "security")
-FAULTS["env_world_readable"] = Fault("backend/.env chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("env_file", 0o644), None, "security")
+FAULTS["db_unreadable"] = Fault(
+    "Database file chmod 0200: its owner (the service) cannot read it.",
+    ("runbook", "v2"),
+    _chmod("db", 0o200),
+    None,
+    "database",
+)
+FAULTS["db_unwritable"] = Fault(
+    "Database file chmod 0400: its owner (the service) cannot write it.",
+    ("runbook", "v2"),
+    _chmod("db", 0o400),
+    None,
+    "database",
+)
+FAULTS["db_world_readable"] = Fault(
+    "Database file chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("db", 0o644), None, "security"
+)
+FAULTS["env_world_readable"] = Fault(
+    "backend/.env chmod 0644 (healthy: 0600).", ("runbook", "v2"), _chmod("env_file", 0o644), None, "security"
+)
 
 
 # --- credentials ------------------------------------------------------------------------------
 
 
-@fault("credentials_missing", "Stored WorkFossa credentials gone (runbook: dir moved aside; v2: rows moved to a side table).", category="credentials")
+@fault(
+    "credentials_missing",
+    "Stored WorkFossa credentials gone (runbook: dir moved aside; v2: rows moved to a side table).",
+    category="credentials",
+)
 def _cred_missing(sb, rec):
     if sb.layout == "runbook":
         sb.move_aside(sb.paths["credentials_dir"], rec)
@@ -264,7 +307,12 @@ def _cred_missing(sb, rec):
     conn.close()
 
 
-@fault("credentials_world_readable", "Credentials dir 0755 and files 0644 (healthy: 0700 / 0600).", layouts=("runbook",), category="credentials")
+@fault(
+    "credentials_world_readable",
+    "Credentials dir 0755 and files 0644 (healthy: 0700 / 0600).",
+    layouts=("runbook",),
+    category="credentials",
+)
 def _cred_world(sb, rec):
     d = sb.paths["credentials_dir"]
     sb.chmod(d, 0o755, rec)
@@ -278,12 +326,25 @@ def _cred_world(sb, rec):
 @fault("error_burst", "60 error lines in the last hour in a new file under logs/errors.", category="logs")
 def _error_burst(sb, rec):
     t = logfmt.now()
-    name = "errors/integration-errors.jsonl" if sb.layout == "runbook" else f"errors/integration-errors-{t.astimezone():%Y-%m-%d}.jsonl"
+    name = (
+        "errors/integration-errors.jsonl"
+        if sb.layout == "runbook"
+        else f"errors/integration-errors-{t.astimezone():%Y-%m-%d}.jsonl"
+    )
     path = sb.paths["log_dir"] / name
     lines = []
     for k in range(60):
         when = t - timedelta(seconds=45 * k + 5)
-        lines.append(logfmt.line(sb.layout, when, "ERROR", "fossawork.integration", f"WorkFossa sync failed for work order W-{110000 + k}: HTTP 502", "sync_work_orders:144"))
+        lines.append(
+            logfmt.line(
+                sb.layout,
+                when,
+                "ERROR",
+                "fossawork.integration",
+                f"WorkFossa sync failed for work order W-{110000 + k}: HTTP 502",
+                "sync_work_orders:144",
+            )
+        )
     logfmt.append(path, list(reversed(lines)))
     rec["created"].append(str(path))
 
@@ -300,25 +361,52 @@ def _append_recent(sb, rec, kind: str, messages: list[tuple[str, str, str]], spa
 
 @fault("backend_error_burst", "8 recent errors appended to the backend error log only.", category="logs")
 def _backend_error_burst(sb, rec):
-    _append_recent(sb, rec, "backend_errors", [("ERROR", "fossawork.workorders", f"Unhandled exception in GET /api/work-orders: KeyError('customer') #{k}") for k in range(8)])
+    _append_recent(
+        sb,
+        rec,
+        "backend_errors",
+        [
+            ("ERROR", "fossawork.workorders", f"Unhandled exception in GET /api/work-orders: KeyError('customer') #{k}")
+            for k in range(8)
+        ],
+    )
 
 
-@fault("critical_error_pattern", "Recent ConnectionError, DatabaseError, TimeoutError and MemoryError lines in the backend error log.", category="logs")
+@fault(
+    "critical_error_pattern",
+    "Recent ConnectionError, DatabaseError, TimeoutError and MemoryError lines in the backend error log.",
+    category="logs",
+)
 def _critical(sb, rec):
-    _append_recent(sb, rec, "backend_errors", [
-        ("ERROR", "fossawork.database", "sqlite3.DatabaseError: database disk image is malformed"),
-        ("ERROR", "fossawork.workfossa", "requests.exceptions.ConnectionError: app.workfossa.com: Connection reset"),
-        ("ERROR", "fossawork.automation", "TimeoutError: form submission did not complete within 30 s"),
-        ("ERROR", "fossawork.scraper", "MemoryError: cannot allocate page buffer"),
-    ])
+    _append_recent(
+        sb,
+        rec,
+        "backend_errors",
+        [
+            ("ERROR", "fossawork.database", "sqlite3.DatabaseError: database disk image is malformed"),
+            (
+                "ERROR",
+                "fossawork.workfossa",
+                "requests.exceptions.ConnectionError: app.workfossa.com: Connection reset",
+            ),
+            ("ERROR", "fossawork.automation", "TimeoutError: form submission did not complete within 30 s"),
+            ("ERROR", "fossawork.scraper", "MemoryError: cannot allocate page buffer"),
+        ],
+    )
 
 
 @fault("import_error", "A recent ModuleNotFoundError (ImportError) line in the startup log.", category="logs")
 def _import_error(sb, rec):
-    _append_recent(sb, rec, "general", [
-        ("ERROR", "fossawork.main", "Failed to import app.routes.automation"),
-        ("ERROR", "fossawork.main", "ModuleNotFoundError: No module named 'fossa_missing'"),
-    ], spacing_s=30)
+    _append_recent(
+        sb,
+        rec,
+        "general",
+        [
+            ("ERROR", "fossawork.main", "Failed to import app.routes.automation"),
+            ("ERROR", "fossawork.main", "ModuleNotFoundError: No module named 'fossa_missing'"),
+        ],
+        spacing_s=30,
+    )
 
 
 @fault("backend_log_missing", "Backend error log file(s) moved aside to the attic.", category="logs")
@@ -337,7 +425,9 @@ def _backend_log_missing(sb, rec):
 def _log_oversized(sb, rec):
     t = logfmt.now() - timedelta(hours=3)
     path = sb.paths["log_dir"] / "backend" / "backend-debug.jsonl"
-    line = logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52") + "\n"
+    line = (
+        logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52") + "\n"
+    )
     block = (line * (1024 * 1024 // len(line) + 1)).encode()[: 1024 * 1024]
     block = block[: block.rfind(b"\n") + 1]
     rec["created"].append(str(path))
@@ -358,7 +448,14 @@ def _automation(sb, rec, n: int, failed: int, age: timedelta, spacing_min: int) 
     for k in range(n):
         when = t - timedelta(minutes=spacing_min * k + 2)
         ok = k not in fail_at
-        entries.append((when, logfmt.automation_line(sb.layout, when, 5000 + n - k, ok, "" if ok else "Timeout waiting for selector #work-orders")))
+        entries.append(
+            (
+                when,
+                logfmt.automation_line(
+                    sb.layout, when, 5000 + n - k, ok, "" if ok else "Timeout waiting for selector #work-orders"
+                ),
+            )
+        )
     for path in logfmt.write_lines(sb.paths["log_dir"], sb.layout, "automation", entries):
         rec["created"].append(str(path))
         if age:
@@ -375,7 +472,11 @@ def _auto60(sb, rec):
     _automation(sb, rec, 20, 12, timedelta(0), 8)
 
 
-@fault("automation_logs_stale", "Newest automation entries and files are 3 days old (recent ones moved aside).", category="automation")
+@fault(
+    "automation_logs_stale",
+    "Newest automation entries and files are 3 days old (recent ones moved aside).",
+    category="automation",
+)
 def _auto_stale(sb, rec):
     _automation(sb, rec, 20, 1, timedelta(days=3), 15)
 
@@ -389,7 +490,11 @@ def _frontend_down(sb, rec):
     rec["restart"].append("frontend")
 
 
-@fault("frontend_not_html", "Vite stopped; a process answers 200 application/json on the frontend port.", category="frontend")
+@fault(
+    "frontend_not_html",
+    "Vite stopped; a process answers 200 application/json on the frontend port.",
+    category="frontend",
+)
 def _frontend_json(sb, rec):
     sb.stop_component("frontend")
     rec["restart"].append("frontend")
@@ -399,7 +504,9 @@ def _frontend_json(sb, rec):
     sb.wait_tcp(port, "frontend_not_html")
 
 
-@fault("frontend_hang", "Vite stopped; a process accepts TCP on the frontend port and never answers.", category="frontend")
+@fault(
+    "frontend_hang", "Vite stopped; a process accepts TCP on the frontend port and never answers.", category="frontend"
+)
 def _frontend_hang(sb, rec):
     sb.stop_component("frontend")
     rec["restart"].append("frontend")
@@ -420,7 +527,11 @@ def _nm_missing(sb, rec):
     sb.move_aside(sb.paths["frontend_dir"] / "node_modules", rec)
 
 
-@fault("npm_missing_dependency", "The declared dependency 'vite' removed from node_modules (npm ls fails).", category="frontend")
+@fault(
+    "npm_missing_dependency",
+    "The declared dependency 'vite' removed from node_modules (npm ls fails).",
+    category="frontend",
+)
 def _npm_missing(sb, rec):
     sb.move_aside(sb.paths["frontend_dir"] / "node_modules" / "vite", rec)
 
@@ -433,12 +544,16 @@ def _ts_error(sb, rec):
         f.write('\nexport const orderCount: number = "forty-two";\n')
 
 
-@fault("build_broken", "index.html references a missing module script: vite build fails, tsc passes.", category="frontend")
+@fault(
+    "build_broken", "index.html references a missing module script: vite build fails, tsc passes.", category="frontend"
+)
 def _build_broken(sb, rec):
     index = sb.paths["frontend_dir"] / "index.html"
     sb.backup_file(index, rec)
     text = index.read_text()
-    index.write_text(text.replace("</body>", '  <script type="module" src="/src/missing-entry.ts"></script>\n  </body>'))
+    index.write_text(
+        text.replace("</body>", '  <script type="module" src="/src/missing-entry.ts"></script>\n  </body>')
+    )
 
 
 # --- outside world ----------------------------------------------------------------------------
@@ -450,7 +565,11 @@ def _wf_down(sb, rec):
     rec["restart"].append("workfossa")
 
 
-@fault("browser_broken", "The deployment's Chromium (bin/chromium) replaced by a binary that cannot start.", category="browser")
+@fault(
+    "browser_broken",
+    "The deployment's Chromium (bin/chromium) replaced by a binary that cannot start.",
+    category="browser",
+)
 def _browser_broken(sb, rec):
     browser = sb.paths["browser"]
     sb.move_aside(browser, rec)
@@ -459,7 +578,11 @@ def _browser_broken(sb, rec):
     rec["created"].append(str(browser))
 
 
-@fault("browser_zombies", "6 orphaned headless chromium processes (parent exited); pids in run/zombies.pids.", category="browser")
+@fault(
+    "browser_zombies",
+    "6 orphaned headless chromium processes (parent exited); pids in run/zombies.pids.",
+    category="browser",
+)
 def _zombies(sb, rec):
     base = sb.attic_dir("browser_zombies")
     rec["created"].append(str(base))
@@ -470,7 +593,9 @@ def _zombies(sb, rec):
 _threshold("cpu_threshold", "Profile only: thresholds.cpu_percent = -1.", cpu_percent=-1.0)
 _threshold("memory_threshold", "Profile only: thresholds.memory_percent = 0.", memory_percent=0.0)
 _threshold("disk_threshold", "Profile only: thresholds.disk_percent = 0.", disk_percent=0.0)
-_threshold("process_memory_threshold", "Profile only: thresholds.process_memory_percent = 0.", process_memory_percent=0.0)
+_threshold(
+    "process_memory_threshold", "Profile only: thresholds.process_memory_percent = 0.", process_memory_percent=0.0
+)
 _threshold("db_size_threshold", "Profile only: thresholds.db_max_bytes = 1024.", db_max_bytes=1024)
 _threshold("large_table_threshold", "Profile only: thresholds.large_table_rows = 100.", large_table_rows=100)
 _threshold("slow_query_threshold", "Profile only: thresholds.slow_query_seconds = 0.", slow_query_seconds=0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Where each kind of log lives, relative to <root>/logs. "{date}" is the local date (v2 only).
@@ -65,7 +65,7 @@ def parse(text: str) -> tuple[datetime | None, str]:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def log_path(log_dir: str | Path, layout: str, kind: str, when: datetime | None = None) -> Path | None:
@@ -77,7 +77,7 @@ def log_path(log_dir: str | Path, layout: str, kind: str, when: datetime | None 
 
 
 def json_line(when: datetime, level: str, logger: str, message: str, **extra) -> str:
-    stamp = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
     return json.dumps({"timestamp": stamp, "level": level, "logger": logger, "message": message, **extra})
 
 
@@ -88,7 +88,7 @@ def text_line(when: datetime, level: str, logger: str, where: str, message: str)
 
 def automation_line(layout: str, when: datetime, job_id: int, ok: bool, reason: str = "") -> str:
     if layout == "runbook":
-        stamp = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
         return json.dumps(
             {
                 "timestamp": stamp,
@@ -113,7 +113,7 @@ def append(path: Path, lines: list[str]) -> None:
     """Append lines to a log file (opened per write, like a rotating handler that was just reopened)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(l + "\n" for l in lines))
+        f.write("".join(ln + "\n" for ln in lines))
 
 
 def write_lines(log_dir: str | Path, layout: str, kind: str, entries: list[tuple[datetime, str]]) -> list[Path]:

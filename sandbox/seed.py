@@ -204,28 +204,59 @@ def seed_logs(log_dir: Path, layout: str) -> None:
     for k in range(40):
         when = t - timedelta(minutes=5 * k + 1)
         path = rng.choice(["/api/work-orders", "/api/dispensers", "/api/health"])
-        api.append((when, logfmt.line(layout, when, "INFO", "fossawork.api", f"API GET {path} -> 200 ({rng.uniform(5, 80):.2f}ms)", "log_api_request:341")))
+        api.append(
+            (
+                when,
+                logfmt.line(
+                    layout,
+                    when,
+                    "INFO",
+                    "fossawork.api",
+                    f"API GET {path} -> 200 ({rng.uniform(5, 80):.2f}ms)",
+                    "log_api_request:341",
+                ),
+            )
+        )
     logfmt.write_lines(log_dir, layout, "api", api)
     # backend errors: a few, all older than 2 hours
     errs = []
     for hours in (2.5, 3.2, 5.0, 9.0, 26.0):
         when = t - timedelta(hours=hours)
         errs.append(
-            (when, logfmt.line(layout, when, "ERROR", "fossawork.scraper", "WorkFossa page load timeout after 30000ms (retrying)", "scrape_work_orders:212"))
+            (
+                when,
+                logfmt.line(
+                    layout,
+                    when,
+                    "ERROR",
+                    "fossawork.scraper",
+                    "WorkFossa page load timeout after 30000ms (retrying)",
+                    "scrape_work_orders:212",
+                ),
+            )
         )
     logfmt.write_lines(log_dir, layout, "backend_errors", errs)
     if FILES_HAS_ERRORS(layout):
         errs2 = []
         for hours in (1.5, 4.0, 12.0):
             when = t - timedelta(hours=hours)
-            errs2.append((when, logfmt.line(layout, when, "ERROR", "fossawork.api", "Request validation failed for /api/work-orders")))
+            errs2.append(
+                (
+                    when,
+                    logfmt.line(
+                        layout, when, "ERROR", "fossawork.api", "Request validation failed for /api/work-orders"
+                    ),
+                )
+            )
         logfmt.write_lines(log_dir, layout, "errors", errs2)
     # automation: 20 attempts in the last ~5 hours, exactly one failure
     auto = []
     for k in range(20):
         when = t - timedelta(minutes=15 * k + 3)
         ok = k != 7
-        auto.append((when, logfmt.automation_line(layout, when, 1000 + (20 - k), ok, "" if ok else "Login form not found")))
+        auto.append(
+            (when, logfmt.automation_line(layout, when, 1000 + (20 - k), ok, "" if ok else "Login form not found"))
+        )
     logfmt.write_lines(log_dir, layout, "automation", auto)
     if layout == "v2":
         import json
@@ -233,9 +264,28 @@ def seed_logs(log_dir: Path, layout: str) -> None:
         fe = []
         for k in range(5):
             when = t - timedelta(minutes=20 * k + 2)
-            fe.append((when, json.dumps({"timestamp": when.isoformat(), "level": "info", "message": f"route change /work-orders ({k})", "source": "frontend"})))
+            fe.append(
+                (
+                    when,
+                    json.dumps(
+                        {
+                            "timestamp": when.isoformat(),
+                            "level": "info",
+                            "message": f"route change /work-orders ({k})",
+                            "source": "frontend",
+                        }
+                    ),
+                )
+            )
         logfmt.write_lines(log_dir, layout, "frontend", fe)
-        se = [(t - timedelta(minutes=30), json.dumps({"timestamp": (t - timedelta(minutes=30)).isoformat(), "event": "session_start", "user": TEST_USER}))]
+        se = [
+            (
+                t - timedelta(minutes=30),
+                json.dumps(
+                    {"timestamp": (t - timedelta(minutes=30)).isoformat(), "event": "session_start", "user": TEST_USER}
+                ),
+            )
+        ]
         logfmt.write_lines(log_dir, layout, "sessions", se)
 
 

@@ -13,10 +13,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_two_remediating_runs_at_once_both_report_and_only_one_acts(tmp_path):
     with Sandbox(layout="runbook", faults=["db_bloated"]) as sandbox:
         reports = tmp_path / "reports"
-        args = [sys.executable, "-m", "pytest", "health/test_database.py", f"--target-file={sandbox.paths['targets_file']}",
-                "--target", "live", "--remediate", f"--report-dir={reports}", "-q", "-p", "no:cacheprovider"]
-        runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                for _ in range(2)]
+        args = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "health/test_database.py",
+            f"--target-file={sandbox.paths['targets_file']}",
+            "--target",
+            "live",
+            "--remediate",
+            f"--report-dir={reports}",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
+        runs = [
+            subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)
+        ]
         outputs = [run.communicate(timeout=300)[0] for run in runs]
         assert all(run.returncode in (0, 1) for run in runs), outputs  # finished: no crash, no usage error
         incidents = sorted(reports.glob("incident-*.json"))

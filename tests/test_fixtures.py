@@ -1,12 +1,10 @@
 """The observing fixtures: read-only, bounded, and costing what they read."""
 
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -55,13 +53,13 @@ def test_the_db_fixture_cannot_write(tmp_path):
 
 def _write_big_log(path, size):
     """A JSONL error log of about ``size`` bytes: old entries, then 30 in the last hour at the end."""
-    old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+    old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
     line = ('{"timestamp": "%s", "level": "ERROR", "message": "old failure %s"}\n' % (old, "x" * 60)).encode()
     block = line * (4 * 1024 * 1024 // len(line))
     with open(path, "wb") as handle:
         for _ in range(size // len(block)):
             handle.write(block)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for i in range(30):
             stamp = (now - timedelta(minutes=30 - i)).isoformat()
             handle.write(b'{"timestamp": "%s", "level": "ERROR", "message": "recent %d"}\n' % (stamp.encode(), i))
@@ -97,9 +95,9 @@ print(len(tail.entries), tail.bytes_read, elapsed, grown)
 
 def test_the_log_reader_counts_malformed_lines_instead_of_raising(tmp_path):
     (tmp_path / "errors").mkdir()
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     (tmp_path / "errors" / "e.jsonl").write_bytes(
-        b"\x00\xff garbage\n[1, 2]\n\"just a string\"\n{not json\n"
+        b'\x00\xff garbage\n[1, 2]\n"just a string"\n{not json\n'
         + b'{"timestamp": "%s", "level": "ERROR", "message": "real"}\n' % now.encode()
         + b'{"level": "ERROR", "message": "no time"}\n'
     )

@@ -1,6 +1,5 @@
 """Target profiles: every configuration error stops the run with exit 4 and one line naming the problem."""
 
-import sys
 from pathlib import Path
 
 import pytest
