@@ -873,7 +873,7 @@ def archive_credentials(r: Remediation, dest_dir: Path) -> None:
 def parse_args(script: str, argv: list[str] | None) -> argparse.Namespace:
     types = SCRIPTS[script]
     parser = argparse.ArgumentParser(
-        prog=f"python -m remediation.scripts.{script.replace('-', '_')}",
+        prog=f"python3 -m remediation.scripts.{script.replace('-', '_')}",
         description=f"The runbook's {script} made safe. Dry-run unless --execute.",
     )
     if types != ("",):

@@ -25,7 +25,8 @@ from .faults import FAULTS, SandboxError, remove_tree
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 TEMPLATE_DIR = PACKAGE_DIR / "frontend_template"
-REGISTRY = Path(tempfile.gettempdir()) / "fossawork-sandbox-registry.json"
+# Per checkout: `down` without --dir stops the sandboxes this checkout started, never another user's.
+REGISTRY = PACKAGE_DIR.parent / ".sandboxes" / "registry.json"
 LAYOUTS = ("runbook", "v2")
 COMPONENTS = ("backend", "frontend", "workfossa")
 START_TIMEOUT = 30.0
@@ -108,6 +109,7 @@ def to_toml(name: str, values: dict) -> str:
 
 @contextlib.contextmanager
 def _registry_lock():
+    REGISTRY.parent.mkdir(parents=True, exist_ok=True)
     with open(str(REGISTRY) + ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -107,7 +107,7 @@ def test_the_json_report_validates_against_the_published_schema(project):
     assert first["id"] == "health/test_checks.py::test_api_answers_200"
     assert first["symptom"] == "API endpoints returning 500 errors."
     assert first["fix"]["command"] == (
-        "python -m remediation.scripts.fix_backend_issues api_errors"
+        "python3 -m remediation.scripts.fix_backend_issues api_errors"
         " --target-file targets.toml --target local --execute"
     )
     assert first["knowledge_base"]["id"] == "backend_not_starting"

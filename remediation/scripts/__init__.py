@@ -37,7 +37,7 @@ def command(script: str, issue_type: str, target_file: str, target: str, execute
     """The command line an engineer can paste to run one fix; None for ``escalate``."""
     if script == ESCALATE:
         return None
-    argv = ["python", "-m", module_name(script)]
+    argv = ["python3", "-m", module_name(script)]  # what a plain Debian host has on PATH
     argv += [issue_type] if issue_type else []
     argv += ["--target-file", str(target_file), "--target", target]
     argv += ["--execute"] if execute else []
