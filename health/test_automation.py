@@ -15,10 +15,10 @@ fix = pytest.mark.fix
 
 def _failure_rate(on_host, logs):
     window = timedelta(hours=on_host.thresholds.automation_log_max_age_hours)
-    tail = logs.since("automation", window)
     attempt = re.compile(on_host.logs.automation_attempt)
     failure = re.compile(on_host.logs.automation_failure)
-    attempts = [e for e in tail.entries if is_automation_attempt(e, attempt)]
+    tail = logs.since("automation", window, keep=lambda e: is_automation_attempt(e, attempt))
+    attempts = tail.entries
     depends_on(attempts, f"no automation attempts in the last {window} ({tail.evidence()})")
     failed = sum(1 for e in attempts if is_automation_failure(e, failure))
     return failed, len(attempts), 100 * failed / len(attempts), tail
