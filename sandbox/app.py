@@ -207,6 +207,17 @@ async def health():
     return {"status": "healthy", "service": "fossawork-v2-backend", "timestamp": datetime.now(UTC).isoformat()}
 
 
+def _find_user(username: str):
+    conn = connect()
+    try:
+        return conn.execute(
+            "SELECT id, email, password_hash FROM users WHERE (username = ? OR email = ?) AND is_active = 1",
+            (username, username),
+        ).fetchone()
+    finally:
+        conn.close()
+
+
 @app.post("/api/auth/login")
 async def login(request: Request):
     if fault("login_500"):
@@ -218,14 +229,8 @@ async def login(request: Request):
     except Exception:
         return JSONResponse({"detail": "username and password required"}, status_code=422)
     try:
-        conn = connect()
-        try:
-            row = conn.execute(
-                "SELECT id, email, password_hash FROM users WHERE (username = ? OR email = ?) AND is_active = 1",
-                (username, username),
-            ).fetchone()
-        finally:
-            conn.close()
+        # In a worker thread, as FastAPI runs sync code: a locked database slows logins, not the event loop.
+        row = await asyncio.to_thread(_find_user, username)
     except sqlite3.Error as exc:
         log_error(f"Login database error: sqlite3.{type(exc).__name__}: {exc}")
         return JSONResponse({"detail": "Database unavailable"}, status_code=503)
@@ -294,7 +299,8 @@ async def work_orders(request: Request, limit: int = PAGE, offset: int = 0):
         return flt
     where = "WHERE user_id = ?" if flt[0] else ""
     limit = max(1, min(limit, 500))
-    return _query(f"SELECT * FROM work_orders {where} ORDER BY id LIMIT {limit} OFFSET {max(0, offset)}", flt[1])
+    sql = f"SELECT * FROM work_orders {where} ORDER BY id LIMIT {limit} OFFSET {max(0, offset)}"
+    return await asyncio.to_thread(_query, sql, flt[1])
 
 
 @app.post(WORK_ORDERS)
@@ -353,4 +359,4 @@ async def dispensers(request: Request, limit: int = PAGE, offset: int = 0):
         )
     else:
         sql = f"SELECT * FROM dispensers ORDER BY id LIMIT {limit} OFFSET {max(0, offset)}"
-    return _query(sql, flt[1])
+    return await asyncio.to_thread(_query, sql, flt[1])
