@@ -136,7 +136,7 @@ def test_validate_rejects_bad_token(api, kind):
     """Token validation returning server error or accepting an invalid token (security breach).
 
     Differs from the runbook: its check calls /api/auth/validate without a token and expects 200; a validate
-    route must answer 401 (or 403) to a missing, malformed, expired, wrongly signed or alg-none token.
+    route must answer 401 (or 403) to a missing, malformed, expired, wrongly signed, alg-none or HS/RS-confused token.
     """
     _reachable(api)
     answer = api.answer(f"validate_{kind}")

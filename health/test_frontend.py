@@ -69,3 +69,22 @@ def test_frontend_build_succeeds(build_run):
     Differs from the runbook: the build output goes to a temporary directory, so the check leaves dist/ untouched.
     """
     expect(build_run.returncode == 0, f"observed {build_run.evidence()}, expected exit 0")
+
+
+@pytest.mark.p1
+@pytest.mark.frontend
+@fix("escalate")
+def test_frontend_bundle_contains_no_secret(target, frontend):
+    """Security breach: a secret (the JWT secret, the test user's password) is served in the frontend's scripts."""
+    names = {name: target.secret(name) for name in ("jwt_secret_env", "password_env")}
+    scripts = frontend.scripts()
+    leaks = [
+        f"{getattr(target, name)} in {script.url}"
+        for script in scripts
+        for name, value in names.items()
+        if value and value.encode() in script.body
+    ]
+    expect(
+        not leaks,
+        f"observed the value of {', '.join(leaks)} (of {len(scripts)} scripts read), expected no secret in the bundle",
+    )

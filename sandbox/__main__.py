@@ -15,7 +15,6 @@ from .core import (
     Sandbox,
     _alive,
     ensure_frontend_deps,
-    registry_add,
     registry_remove,
     registry_roots,
 )
@@ -118,7 +117,6 @@ def _run(args) -> int:
                 raise _Usage(f"fault {name!r} does not apply to layout {args.layout!r}")
         sb = Sandbox(root=args.dir, layout=args.layout, faults=args.fault)
         sb.start()
-        registry_add(sb.root)
         info = sb.info()
         if args.json:
             print(json.dumps(info))

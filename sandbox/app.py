@@ -8,7 +8,10 @@ read per request, so most faults need no restart.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
+import hmac
 import os
 import sqlite3
 import threading
@@ -142,6 +145,20 @@ def decode_token(request: Request) -> dict | None:
         return jwt.decode(token, SECRET_KEY, algorithms=["HS256"], options={"require": ["exp", "sub"]})
     except jwt.PyJWTError:
         pass
+    if fault("alg_confusion_accepted"):
+        # A hand-rolled verifier that checks the HMAC whatever algorithm the header claims (HS/RS confusion).
+        signing_input, _, signature = token.rpartition(".")
+        expected = (
+            base64.urlsafe_b64encode(hmac.new(SECRET_KEY.encode(), signing_input.encode(), hashlib.sha256).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        with contextlib.suppress(jwt.PyJWTError):
+            claimed = jwt.get_unverified_header(token).get("alg", "")
+            if claimed[:2] in ("RS", "ES", "PS") and hmac.compare_digest(signature, expected):
+                return jwt.decode(
+                    token, options={"verify_signature": False, "verify_exp": True, "require": ["exp", "sub"]}
+                )
     if fault("alg_none_accepted"):
         try:
             if jwt.get_unverified_header(token).get("alg", "").lower() == "none":

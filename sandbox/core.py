@@ -237,6 +237,8 @@ class Sandbox:
             self.root = Path(tempfile.mkdtemp(prefix="fossawork-sandbox-")).resolve()
         else:
             self._prepare_root()
+        # Every sandbox is registered, so `python -m sandbox down` also stops one a crashed run left behind.
+        registry_add(self.root)
         try:
             self._build()
             with self._locked():
@@ -354,8 +356,8 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=0.5)
         self.paths["targets_file"].unlink(missing_ok=True)
+        registry_remove(self.root)
         if self.owns_root:
-            registry_remove(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:

@@ -104,6 +104,7 @@ _flag("api_slow", "Every API request is delayed 1.5 s.")
 _flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth")
 _flag("alg_none_accepted", "Tokens signed with alg 'none' are accepted by validate and the protected routes.", "auth")
 _flag("login_500", "Login answers 500.", "auth")
+_flag("alg_confusion_accepted", "Validate accepts a token claiming RS256 but HMAC-signed with the secret.", "auth")
 _flag("auth_routes_missing", "Validate and logout answer 404 (their router is not mounted).", "auth")
 _flag("validate_rejects_valid", "Validate answers 401 even to a fresh token from login.", "auth")
 _flag("login_accepts_any", "Login answers 200 with a token to any password.", "auth")
@@ -563,6 +564,19 @@ def _build_broken(sb, rec):
 def _wf_down(sb, rec):
     sb.stop_component("workfossa")
     rec["restart"].append("workfossa")
+
+
+@fault(
+    "secret_in_bundle",
+    "src/main.ts embeds the backend's JWT secret, so the served bundle leaks it.",
+    category="frontend",
+)
+def _secret_in_bundle(sb, rec):
+    main = sb.paths["frontend_dir"] / "src" / "main.ts"
+    sb.backup_file(main, rec)
+    secret = logfmt_env(sb.paths["env_file"])["SECRET_KEY"]
+    with open(main, "a", encoding="utf-8") as handle:
+        handle.write(f'\nexport const SESSION_SIGNING_KEY = "{secret}";\n')
 
 
 @fault(

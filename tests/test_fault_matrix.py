@@ -34,7 +34,8 @@ FRONTEND_DOWN = {
     "test_service_is_active[frontend]",
 }
 BAD_TOKENS = {
-    f"test_validate_rejects_bad_token[{k}]" for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none")
+    f"test_validate_rejects_bad_token[{k}]"
+    for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
 }
 
 # fault -> the checks it must fail (the same in both layouts unless MATRIX_V2 says otherwise).
@@ -59,6 +60,7 @@ MATRIX = {
     "api_slow": {"test_api_latency_is_under_threshold"},
     "validate_accepts_any": BAD_TOKENS,
     "alg_none_accepted": {"test_validate_rejects_bad_token[alg_none]"},
+    "alg_confusion_accepted": {"test_validate_rejects_bad_token[alg_confusion]"},
     "login_500": LOGIN_DOWN,
     "auth_routes_missing": {
         "test_auth_route_exists[validate]",
@@ -123,6 +125,7 @@ MATRIX = {
     "npm_missing_dependency": {"test_frontend_dependencies_are_installed", "test_frontend_build_succeeds"},
     "ts_error": {"test_frontend_typescript_compiles", "test_frontend_build_succeeds"},
     "build_broken": {"test_frontend_build_succeeds"},
+    "secret_in_bundle": {"test_frontend_bundle_contains_no_secret"},
     "workfossa_down": {"test_workfossa_site_answers"},
     "browser_broken": {"test_headless_browser_launches"},
     "browser_zombies": {"test_browser_processes_are_under_maximum"},
@@ -259,6 +262,8 @@ P1_FAULTS = {
     "frontend_hang",
     "validate_accepts_any",
     "alg_none_accepted",
+    "alg_confusion_accepted",
+    "secret_in_bundle",
     "login_accepts_any",
     "jwt_short_secret",
     "jwt_default_secret",
