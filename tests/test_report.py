@@ -114,7 +114,7 @@ def test_the_json_report_validates_against_the_published_schema(project):
     assert first["message"].startswith("observed 500 from /api/health")
     assert second["knowledge_base"]["id"] == "fix-database-issues/vacuum"
     assert first["remediation"] is None and incident["remediation"]["requested"] is False
-    result.stdout.fnmatch_lines(["*incident P1: *", "P1 health/test_checks.py::test_api_answers_200: python -m *"])
+    result.stdout.fnmatch_lines(["*incident P1: *", "P1 health/test_checks.py::test_api_answers_200: python3 -m *"])
 
 
 def test_the_deadline_follows_the_highest_failing_level(project):
