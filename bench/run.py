@@ -267,9 +267,9 @@ def generate_db(path: Path, size: int) -> dict:
 
 
 def write_profile(path: Path, name: str, values: dict) -> Path:
-    from sandbox.core import to_toml
+    from fixtures.profile import dump
 
-    path.write_text(to_toml(name, values), encoding="utf-8")
+    path.write_text(dump(name, values), encoding="utf-8")
     return path
 
 

@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from fixtures import profile
+
 from . import logfmt, seed
 from .faults import FAULTS, SandboxError, remove_tree
 
@@ -80,31 +82,6 @@ def _proc_create_time(pid: int) -> float | None:
 def _alive(rec: dict) -> bool:
     ct = _proc_create_time(rec["pid"])
     return ct is not None and abs(ct - rec["create_time"]) < 0.05
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))
-
-
-def to_toml(name: str, values: dict) -> str:
-    out = [f"[{name}]"]
-    subs = []
-    for k, v in values.items():
-        if isinstance(v, dict):
-            subs.append((k, v))
-        else:
-            out.append(f"{k} = {_toml_value(v)}")
-    for k, table in subs:
-        out.append("")
-        out.append(f"[{name}.{k}]")
-        out.extend(f"{sk} = {_toml_value(sv)}" for sk, sv in table.items())
-    return "\n".join(out) + "\n"
 
 
 @contextlib.contextmanager
@@ -844,7 +821,7 @@ class Sandbox:
             "# Written by the FossaWork sandbox (python -m sandbox). No secrets here: the profile names the\n"
             "# environment variables; their values are in env_file.\n"
         )
-        path.write_text(header + to_toml("live", self.profile_values()), encoding="utf-8")
+        path.write_text(header + profile.dump("live", self.profile_values()), encoding="utf-8")
         return path
 
     def _refresh_targets(self) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from fixtures import profile
+
 GiB = 1024**3
 HARD_CAP = 60.0  # seconds: no handler keeps a connection longer than this, whatever the client does
 
@@ -64,8 +66,16 @@ class HostileServer:
     """One misbehaving server: ``hang``, ``drip``, ``chunked_drip``, ``slow_headers``, ``huge``, ``redirect_loop``,
     ``answer`` (a fixed status / content type / body) or ``tls`` (``answer`` behind a self-signed certificate)."""
 
-    def __init__(self, behaviour: str, *, status: int = 200, content_type: str = "application/json",
-                 body: bytes = b"{}", certdir: Path | None = None, interval: float = 0.5):
+    def __init__(
+        self,
+        behaviour: str,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        body: bytes = b"{}",
+        certdir: Path | None = None,
+        interval: float = 0.5,
+    ):
         self.behaviour = "answer" if behaviour == "tls" else behaviour
         self.status, self.content_type, self.body, self.interval = status, content_type, body, interval
         self._stop = threading.Event()
@@ -157,7 +167,8 @@ class HostileServer:
     def _serve_answer(self, sock: socket.socket, head: bytes) -> None:
         sock.sendall(
             f"HTTP/1.1 {self.status} X\r\nContent-Type: {self.content_type}\r\nContent-Length: {len(self.body)}\r\n"
-            "Connection: close\r\n\r\n".encode() + self.body
+            "Connection: close\r\n\r\n".encode()
+            + self.body
         )
 
 
@@ -218,28 +229,9 @@ class SuiteRun:
         return {k: v for k, v in self.cases.items() if k.startswith(prefix)}
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
 def write_targets(path: Path, name: str, values: dict) -> Path:
     """A targets file holding one profile ``name`` (tables for dict values)."""
-    lines, tables = [f"[{name}]"], []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {toml_value(value)}")
-    for table, entries in tables:
-        lines.append(f"[{name}.{table}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in entries.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(profile.dump(name, values), encoding="utf-8")
     return path
 
 
@@ -274,13 +266,29 @@ def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: 
     """Run the health suite against one profile in a subprocess; parse its JUnit XML into cases."""
     junit = targets.with_suffix(".junit.xml")
     # --opt=value, so that pytest's early rootdir guess does not take the targets file for a test path.
-    command = [sys.executable, "-m", "pytest", f"--target-file={targets}", f"--target={target}",
-               *INNER_OPTS, f"--junitxml={junit}", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--target-file={targets}",
+        f"--target={target}",
+        *INNER_OPTS,
+        f"--junitxml={junit}",
+        *args,
+    ]
     environ = {**os.environ, "COLUMNS": "200", **(env or {})}
     environ.pop("PYTEST_ADDOPTS", None)
     start = time.monotonic()
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, errors="replace", timeout=timeout,
-                          env=environ, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+    )
     elapsed = time.monotonic() - start
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, elapsed, _junit_cases(junit))
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
-from hostile_servers import toml_value, write_targets
+from hostile_servers import write_targets
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fixtures import logs as logs_module
 from fixtures.logs import Logs, parse_line, zone_of
-from fixtures.profile import SCHEMA, Profile, ProfileError, resolve
+from fixtures.profile import SCHEMA, Profile, ProfileError, resolve, toml_value
 
 FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -53,7 +53,9 @@ json_lines = st.fixed_dictionaries(
 ).map(lambda d: json.dumps(d).encode())
 text_lines = st.builds(
     lambda m, level, msg: f"{m.isoformat(sep=' ')} | {level} | app.logger | f:1 | {msg}".encode("utf-8", "replace"),
-    moments, st.sampled_from(["ERROR", "INFO", "WARNING"]), st.text(max_size=60),
+    moments,
+    st.sampled_from(["ERROR", "INFO", "WARNING"]),
+    st.text(max_size=60),
 )
 other_lines = st.one_of(
     st.binary(max_size=200),
@@ -85,13 +87,17 @@ def test_parse_line_never_raises(raw, zone):
 )
 def test_the_log_reader_counts_any_bytes_and_never_raises(data, tail_bytes, window, zone):
     # Small blocks and a small line limit, so a few KB of input cross every boundary the reader has.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(logs_module, "BLOCK", 97), \
-            mock.patch.object(logs_module, "MAX_LINE", 300):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(logs_module, "BLOCK", 97),
+        mock.patch.object(logs_module, "MAX_LINE", 300),
+    ):
         root = Path(tmp, "logs")
         (root / "errors").mkdir(parents=True)
         (root / "errors" / "fuzz.jsonl").write_bytes(data)
-        targets = write_targets(Path(tmp, "t.toml"), "f", {"log_dir": str(root), "log_timezone": zone,
-                                                           "logs": {"tail_bytes": tail_bytes}})
+        targets = write_targets(
+            Path(tmp, "t.toml"), "f", {"log_dir": str(root), "log_timezone": zone, "logs": {"tail_bytes": tail_bytes}}
+        )
         tail = Logs(resolve(targets, "f", environ={})).since("errors", window, now=NOW)
     lines = data.count(b"\n") + 1
     counted = len(tail.entries) + tail.malformed + tail.undated + tail.future
@@ -192,8 +198,12 @@ def test_any_targets_text_loads_or_fails_with_one_line(text, name):
 
 
 @FUZZ
-@given(raw=st.text(max_size=30), var=st.sampled_from(["FOSSAWORK_TIMEOUTS_READ", "FOSSAWORK_VERIFY_TLS",
-                                                      "FOSSAWORK_DB_TABLES", "FOSSAWORK_LOGS_TAIL_BYTES"]))
+@given(
+    raw=st.text(max_size=30),
+    var=st.sampled_from(
+        ["FOSSAWORK_TIMEOUTS_READ", "FOSSAWORK_VERIFY_TLS", "FOSSAWORK_DB_TABLES", "FOSSAWORK_LOGS_TAIL_BYTES"]
+    ),
+)
 @example(raw="nan", var="FOSSAWORK_TIMEOUTS_READ")
 @example(raw="1e999", var="FOSSAWORK_TIMEOUTS_READ")
 def test_any_environment_override_loads_or_fails_with_one_line(raw, var):
