@@ -306,12 +306,15 @@ def _user_filter(request: Request, claims: dict) -> tuple[str, tuple] | JSONResp
     return user_id, (user_id,)
 
 
+def _scope(request: Request) -> tuple[str, tuple] | JSONResponse:
+    """The caller's row filter, or the 401 / 403 / 422 answer a protected list route gives instead."""
+    claims = decode_token(request)
+    return unauthorized() if claims is None else _user_filter(request, claims)
+
+
 @app.get(WORK_ORDERS)
 async def work_orders(request: Request, limit: int = PAGE, offset: int = 0):
-    claims = decode_token(request)
-    if claims is None:
-        return unauthorized()
-    flt = _user_filter(request, claims)
+    flt = _scope(request)
     if isinstance(flt, JSONResponse):
         return flt
     where = "WHERE user_id = ?" if flt[0] else ""
@@ -359,10 +362,7 @@ async def create_work_order(request: Request):
 
 @app.get(DISPENSERS)
 async def dispensers(request: Request, limit: int = PAGE, offset: int = 0):
-    claims = decode_token(request)
-    if claims is None:
-        return unauthorized()
-    flt = _user_filter(request, claims)
+    flt = _scope(request)
     if isinstance(flt, JSONResponse):
         return flt
     if fault("api_500"):
