@@ -510,12 +510,6 @@ class Sandbox:
     def stop_component(self, comp: str) -> None:
         self._kill(comp)
 
-    def restart_backend(self) -> None:
-        self.restart_component("backend")
-
-    def restart_frontend(self) -> None:
-        self.restart_component("frontend")
-
     def wait_tcp(self, port: int, name: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
