@@ -798,6 +798,9 @@ class Sandbox:
                 "dispensers": "/api/v1/dispensers/?user_id={user_id}" if v2 else "/api/dispensers",
             },
             "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()},
+            # The sandbox answers on loopback in milliseconds (1.5 s under its api_slow fault), so waiting the
+            # runbook's 5 s for a production API over a network would only delay the verdict on a hung one.
+            "timeouts": {"read": 3.0},
         }
         thresholds = {}
         for name in self.state.get("faults", {}):
