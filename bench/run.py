@@ -689,15 +689,21 @@ def main() -> int:
         # Full path: with the profile's budget, then with a 2 s one that a 1 GB scan cannot meet. Every budgeted
         # scan must either finish inside its budget or be skipped as INCONCLUSIVE, never pass late.
         for budget in (integrity, 2.0):
-            runs = []
+            runs, peaks = [], []
             for i in range(max(1, n_slow - 1) if budget == integrity else 1):
                 say(f"the full database checks through pytest, budget {budget:g} s, run {i + 1} ...")
-                junit = tmp / f"db-{budget:g}-{i}.xml"
+                junit, rss_file = tmp / f"db-{budget:g}-{i}.xml", tmp / f"db-{budget:g}-{i}.rss"
                 done = run(
-                    pytest_cmd("-m", "database", *db_args, f"--junitxml={junit}"),
-                    env={**env, "FOSSAWORK_TIMEOUTS_INTEGRITY": str(budget)},
+                    pytest_cmd("-m", "database", *db_args, f"--junitxml={junit}", "-p", "rss_plugin"),
+                    env={
+                        **env,
+                        "FOSSAWORK_TIMEOUTS_INTEGRITY": str(budget),
+                        "FOSSAWORK_BENCH_RSS": str(rss_file),
+                        "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")])),
+                    },
                 )
                 runs.append((done, budget_cases(junit, budget)))
+                peaks.append(float(rss_file.read_text()))
             cases = runs[-1][1]
             honest = all(
                 (c["outcome"] == "skipped" and "INCONCLUSIVE" in c["message"])
@@ -717,7 +723,7 @@ def main() -> int:
                     "runbook: `integrity_check` + `COUNT(*)` per table",
                     [base["seconds"]],
                     f"{base['seconds'] / median(times):.1f}× faster",
-                    "",
+                    f"{max(peaks):.0f} MiB (runbook: {base['rss_mib']:.0f} MiB)",
                     "each scan inside its budget, or INCONCLUSIVE (skip), never a late pass",
                     honest,
                     note=f"{summary_line(runs[-1][0].output)}; "
