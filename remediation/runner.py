@@ -58,14 +58,21 @@ def live_target(config: pytest.Config, workdir: Path) -> tuple[str, str, object]
 
 def remediate(config: pytest.Config, recorder, results: list[dict]) -> dict:
     """Run the fixes and the re-check; returns {status, fixes: {fix id: ...}, recheck: {node id: ...}}."""
-    from fixtures.target import target_plugin, targets
+    from fixtures.target import targets
 
     failing = [r for r in results if r["outcome"] == "failed"]
     out = {"status": "", "fixes": {}, "recheck": {}, "targets": {}}
     if len(targets(config)) > 1:
         out["status"] = "not run: --remediate acts on one target at a time; rerun with a single --target"
         return out
-    workdir = Path(tempfile.mkdtemp(prefix="fossawork-remediate-"))
+    # The sandbox's live targets file and the re-check's result: scratch for this run only, removed with it.
+    with tempfile.TemporaryDirectory(prefix="fossawork-remediate-") as workdir:
+        return _remediate(config, recorder, failing, out, Path(workdir))
+
+
+def _remediate(config: pytest.Config, recorder, failing: list[dict], out: dict, workdir: Path) -> dict:
+    from fixtures.target import target_plugin
+
     live = live_target(config, workdir)
     if live is None:
         out["status"] = "not run: the sandbox profile was never started, nothing live to fix"
