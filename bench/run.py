@@ -200,9 +200,9 @@ def generate_log(path: Path, fmt: str, kind: str, size: int) -> dict:
     with open(path, "w", encoding="utf-8", buffering=8 * MIB) as f:
         chunk, second, head = [], None, ""
         for i in range(lines):
-            now = int(start + i * step)
-            if now != second:
-                second, head = now, prefix + time.strftime(stamp, time.gmtime(now))
+            moment = int(start + i * step)
+            if moment != second:
+                second, head = moment, prefix + time.strftime(stamp, time.gmtime(moment))
             chunk.append(head + suffixes[i % 200])
             if len(chunk) == 100_000:
                 f.write("".join(chunk))
