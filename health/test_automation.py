@@ -55,8 +55,11 @@ def test_automation_logs_are_recent(on_host, logs):
     age = None if mtime is None else (time.time() - mtime) / 3600
     expect(
         age is not None and age <= hours,
-        (f"observed newest automation log {newest} written {age:.1f} h ago" if newest else
-         f"observed no automation log matching {list(on_host.logs.automation)} under {on_host.log_dir}")
+        (
+            f"observed newest automation log {newest} written {age:.1f} h ago"
+            if newest
+            else f"observed no automation log matching {list(on_host.logs.automation)} under {on_host.log_dir}"
+        )
         + f", expected one written within {hours:g} h",
     )
 
@@ -68,7 +71,10 @@ def test_automation_failure_rate_is_under_threshold(on_host, logs):
     """High automation failure rate (over 20 %)."""
     failed, total, rate, tail = _failure_rate(on_host, logs)
     limit = on_host.thresholds.automation_failure_percent
-    expect(rate <= limit, f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%")
+    expect(
+        rate <= limit,
+        f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%",
+    )
 
 
 @pytest.mark.p2
@@ -78,7 +84,10 @@ def test_automation_failure_rate_is_not_critical(on_host, logs):
     """Form automation failures >50 % (P2)."""
     failed, total, rate, tail = _failure_rate(on_host, logs)
     limit = on_host.thresholds.automation_failure_critical_percent
-    expect(rate <= limit, f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%")
+    expect(
+        rate <= limit,
+        f"observed {failed}/{total} failed ({rate:.1f}%) ({tail.evidence()}), expected at most {limit:g}%",
+    )
 
 
 @pytest.mark.p3

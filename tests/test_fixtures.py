@@ -1,5 +1,6 @@
 """The observing fixtures: read-only, bounded, and costing what they read."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -54,7 +55,8 @@ def test_the_db_fixture_cannot_write(tmp_path):
 def _write_big_log(path, size):
     """A JSONL error log of about ``size`` bytes: old entries, then 30 in the last hour at the end."""
     old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
-    line = ('{"timestamp": "%s", "level": "ERROR", "message": "old failure %s"}\n' % (old, "x" * 60)).encode()
+    entry = {"timestamp": old, "level": "ERROR", "message": "old failure " + "x" * 60}
+    line = (json.dumps(entry) + "\n").encode()
     block = line * (4 * 1024 * 1024 // len(line))
     with open(path, "wb") as handle:
         for _ in range(size // len(block)):

@@ -31,8 +31,15 @@ def test_answer_json_names_why_a_body_is_not_json(content_type, body, reason):
 def test_a_run_against_an_api_answering_garbage_fails_with_the_reason(tmp_path, content_type, body, reason):
     with HostileServer("answer", content_type=content_type, body=body) as server:
         targets = write_targets(tmp_path / "t.toml", "t", offline_profile(tmp_path, server.url))
-        run = run_suite(targets, "t", "-m", "backend or auth", "-k", "api_endpoint or login",
-                        env={"FOSSAWORK_TEST_PASSWORD": "not-the-real-one"})
+        run = run_suite(
+            targets,
+            "t",
+            "-m",
+            "backend or auth",
+            "-k",
+            "api_endpoint or login",
+            env={"FOSSAWORK_TEST_PASSWORD": "not-the-real-one"},
+        )
     assert_ran_cleanly(run)
     outcome, message = run.cases["test_api_endpoint_answers_200_with_json[health]"]
     assert outcome == "failed" and reason in message, message

@@ -10,7 +10,7 @@ from hostile_servers import ROOT, assert_ran_cleanly, offline_profile, run_suite
 from fixtures.browser import launch
 
 # Loaded into the inner run with -p: the process table cannot be listed, as in a container without /proc access.
-BREAK_PSUTIL = '''
+BREAK_PSUTIL = """
 import psutil
 
 
@@ -19,7 +19,7 @@ def pytest_configure(config):
         raise psutil.AccessDenied(pid=1, msg="process table not readable")
 
     psutil.process_iter = denied
-'''
+"""
 
 # The checks that request the ``processes`` fixture.
 NEEDS_PROCESSES = ("test_backend_process", "test_api_port_is_held", "test_service_is_active", "test_browser_processes")
@@ -29,8 +29,17 @@ def test_a_process_table_that_cannot_be_read_fails_only_the_process_checks(tmp_p
     (tmp_path / "break_psutil.py").write_text(BREAK_PSUTIL)
     targets = write_targets(tmp_path / "t.toml", "t", offline_profile(tmp_path))
     pythonpath = os.pathsep.join(filter(None, [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")]))
-    run = run_suite(targets, "t", "-p", "break_psutil", "-m", "backend or performance or automation",
-                    "-k", "process or service or port or system or disk", env={"PYTHONPATH": pythonpath})
+    run = run_suite(
+        targets,
+        "t",
+        "-p",
+        "break_psutil",
+        "-m",
+        "backend or performance or automation",
+        "-k",
+        "process or service or port or system or disk",
+        env={"PYTHONPATH": pythonpath},
+    )
     assert run.returncode == 1, run.output[-3000:]
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output, run.output[-3000:]
     needs_processes = [name for name in run.cases if name.startswith(NEEDS_PROCESSES)]

@@ -83,8 +83,24 @@ def test_backend_down_is_restarted_and_rechecked_fixed(live):
 def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):
     sb, path, profile, reports = live("api_500")
     before = safety.row_checksums(Path(profile.db_path))
-    argv = [sys.executable, "-m", "pytest", "health/test_backend.py", "-k", "answers_200", "--target-file",
-            str(path), "--target", "live", "--remediate", "--report-dir", str(reports), "-p", "no:cacheprovider", "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "health/test_backend.py",
+        "-k",
+        "answers_200",
+        "--target-file",
+        str(path),
+        "--target",
+        "live",
+        "--remediate",
+        "--report-dir",
+        str(reports),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     incident = json.loads((reports / "latest.json").read_text())
     assert [f["id"].split("::")[-1] for f in incident["failures"]] == [

@@ -131,7 +131,9 @@ def test_auth_rejects_bad_tokens(runbook):
         assert requests.get(url, headers=headers, timeout=5).status_code == 401, name
     r = requests.get(url, headers={"Authorization": f"Bearer {body['access_token']}"}, timeout=5)
     assert r.status_code == 200 and r.json()["valid"] is True
-    wrong = requests.post(pv["api_url"] + pv["endpoints"]["login"], json={"username": pv["test_user"], "password": "nope"}, timeout=5)
+    wrong = requests.post(
+        pv["api_url"] + pv["endpoints"]["login"], json={"username": pv["test_user"], "password": "nope"}, timeout=5
+    )
     assert wrong.status_code == 401
 
 
@@ -216,7 +218,11 @@ def test_cli_up_down_leaves_no_process(tmp_path):
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
-    for args in (["fault", "add", "no_such_fault"], ["up", "--layout", "nope"], ["fault", "add", "api_500", "--dir", str(tmp_path)]):
+    for args in (
+        ["fault", "add", "no_such_fault"],
+        ["up", "--layout", "nope"],
+        ["fault", "add", "api_500", "--dir", str(tmp_path)],
+    ):
         r = _cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
