@@ -10,7 +10,7 @@ Everything runs on this machine in one go, with this Python and its installed py
 * ``pytest -m p1`` against a running sandbox (started before any timing), healthy and with its API hung;
 * the runbook's serial P1 diagnostics (bench/runbook_baseline.py) against the same hung API;
 * the full suite, browser check included, on the healthy sandbox; and ``-n auto`` (pytest-xdist) for its verdict;
-* the log checks (``fixtures.logs.Logs.since``) on generated ~1 GB logs (an error log and an automation log, and a
+* the log checks (``observe.logs.Logs.since``) on generated ~1 GB logs (an error log and an automation log, and a
   busy general log standing in for both), JSON lines and FossaWork V2 text lines,
   against the runbook's ``readlines()``, each in a child process that times its own work and reports its peak RSS;
 * the database checks on a generated ~1 GB SQLite file (the p1 path in a child process, the full path through
@@ -274,7 +274,7 @@ def generate_db(path: Path, size: int) -> dict:
 
 
 def write_profile(path: Path, name: str, values: dict) -> Path:
-    from fixtures.profile import dump
+    from observe.profile import dump
 
     path.write_text(dump(name, values), encoding="utf-8")
     return path
@@ -305,8 +305,8 @@ def child_main(mode: str, args: list[str]) -> None:
     if mode == "logs-suite":  # the suite's three log checks, as health/ calls them
         import re as regex
 
-        from fixtures.logs import Entry, Logs, is_automation_attempt, is_automation_failure
-        from fixtures.profile import resolve
+        from observe.logs import Entry, Logs, is_automation_attempt, is_automation_failure
+        from observe.profile import resolve
 
         profile = resolve(args[0], args[1], environ={})
         start = time.perf_counter()
@@ -350,8 +350,8 @@ def child_main(mode: str, args: list[str]) -> None:
         issues = readlines_tail(args[0])
         result = {"seconds": time.perf_counter() - start, "rss_mib": _rss_mib(), "issues": len(issues)}
     elif mode == "db-p1":  # what the p1 database checks call, in their order
-        from fixtures.db import BudgetExceeded, Database
-        from fixtures.profile import resolve
+        from observe.db import BudgetExceeded, Database
+        from observe.profile import resolve
 
         profile = resolve(args[0], args[1], environ={})
         start = time.perf_counter()
@@ -419,7 +419,7 @@ def budget_cases(junit: Path, integrity: float) -> dict:
     """{scan: outcome, seconds, skip message, budget} of the budgeted database checks, from a JUnit XML file."""
     import xml.etree.ElementTree as ET
 
-    from fixtures.profile import defaults
+    from observe.profile import defaults
 
     budgets = defaults()["timeouts"]
     env_budget = {"integrity": integrity}  # the run's timeouts.integrity (the benchmark overrides it)
@@ -455,7 +455,7 @@ def main() -> int:
     n_fast, n_slow = (2, 1) if opts.quick else (5, 3)
 
     sys.path.insert(0, str(ROOT))
-    from fixtures.profile import resolve
+    from observe.profile import resolve
     from sandbox import Sandbox
 
     started = time.perf_counter()

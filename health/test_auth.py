@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.api import BAD_TOKENS
-from fixtures.db import DatabaseUnavailable
 from fixtures.expect import depends_on, expect, observing
+from observe.api import BAD_TOKENS
+from observe.db import DatabaseUnavailable
 
 fix = pytest.mark.fix
 

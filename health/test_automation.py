@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from fixtures.expect import depends_on, expect
-from fixtures.logs import is_automation_attempt, is_automation_failure
+from observe.logs import is_automation_attempt, is_automation_failure
 
 fix = pytest.mark.fix
 

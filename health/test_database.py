@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from fixtures.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
 from fixtures.expect import depends_on, expect, observing
+from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
 
 fix = pytest.mark.fix
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from fixtures.expect import depends_on, expect
-from fixtures.processes import read_pid_file
+from observe.processes import read_pid_file
 
 fix = pytest.mark.fix
 

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from fixtures import secrets
 from fixtures.target import targets
+from observe import secrets
 from remediation import gate
 from remediation.catalog import SEVERITIES
 from remediation.outcomes import CheckResult, Results, rank

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fixtures.secrets import redact_obj
+from observe.secrets import redact_obj
 from remediation import knowledge
 from remediation.catalog import COMPONENTS, RESPONSE_MINUTES, SEVERITIES
 from remediation.scripts import ESCALATE, command, fix_id

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fixtures.secrets import redact
 from fixtures.target import item_target
+from observe.secrets import redact
 from remediation.catalog import COMPONENTS, SEVERITIES
 
 SEVERITY_ATTR = "fossawork_severity"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.secrets import redact, register
+from observe.secrets import redact, register
 from remediation import hooks, runner
 from remediation.catalog import describe, is_health_check, marker_fix
 from remediation.incident import build

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.secrets import redact
+from observe.secrets import redact
 from remediation import knowledge
 from remediation.scripts import command
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.secrets import redact
+from observe.secrets import redact
 from remediation.catalog import SEVERITIES
 from remediation.safety import LOCK_FD_ENV, Busy, RemediationLock
 from remediation.scripts import ESCALATE, Fix, command, module_name
@@ -42,8 +42,8 @@ def ordered_fixes(failing: list[dict]) -> dict[Fix, list[str]]:
 
 def live_target(config: pytest.Config, workdir: Path) -> tuple[str, str, object] | None:
     """(targets file, profile name, profile) that fix scripts and the re-check can use without a new sandbox."""
-    from fixtures import profile as profiles
     from fixtures.target import target_plugin
+    from observe import profile as profiles
 
     tp = target_plugin(config)
     if tp.sandbox is not None:

@@ -42,8 +42,8 @@ from urllib.parse import quote, urlsplit
 import psutil
 import requests
 
-from fixtures import profile as profiles
-from fixtures.secrets import redact, redact_obj, register
+from observe import profile as profiles
+from observe.secrets import redact, redact_obj, register
 from remediation.scripts import SCRIPTS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from fixtures import profile
+from observe import profile
 
 from . import logfmt, seed
 from .faults import FAULTS, SandboxError, remove_tree

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from fixtures import profile
+from observe import profile
 
 GiB = 1024**3
 HARD_CAP = 60.0  # seconds: no handler keeps a connection longer than this, whatever the client does

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from hostile_servers import HostileServer, offline_profile, run_suite, write_targets
 
-from fixtures.db import Database, DatabaseLocked
-from fixtures.http import MAX_BODY, Http
-from fixtures.profile import resolve
+from observe.db import Database, DatabaseLocked
+from observe.http import MAX_BODY, Http
+from observe.profile import resolve
 
 CONNECT, READ = 0.5, 1.0
 BOUND = CONNECT + 2 * READ + 0.5  # the documented bound of Http.request, plus slack for a loaded CI machine

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fixtures.db import Database, DatabaseUnavailable
-from fixtures.logs import Logs
+from observe.db import Database, DatabaseUnavailable
+from observe.logs import Logs
 
 
 def _profile(tmp_path, **overrides):
@@ -77,7 +77,7 @@ import resource, sys, time
 sys.path.insert(0, {str(os.getcwd())!r})
 from datetime import timedelta
 from types import SimpleNamespace
-from fixtures.logs import Logs
+from observe.logs import Logs
 profile = SimpleNamespace(log_dir={str(tmp_path)!r}, log_timezone="UTC",
                           logs=SimpleNamespace(errors=["errors/*.jsonl"], tail_bytes=8 << 20))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fixtures import logs as logs_module
-from fixtures.logs import Logs, parse_line, zone_of
-from fixtures.profile import SCHEMA, Profile, ProfileError, resolve, toml_value
+from observe.logs import Logs, parse_line, zone_of
+from observe.profile import SCHEMA, Profile, ProfileError, resolve, toml_value
 
 FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

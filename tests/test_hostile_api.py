@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hostile_servers import HostileServer, assert_ran_cleanly, offline_profile, run_suite, write_targets
 
-from fixtures.http import Http
+from observe.http import Http
 
 BODIES = [
     pytest.param("text/html", b"<!doctype html><html><body>Bad Gateway</body></html>", "not JSON", id="html"),

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hostile_servers import assert_ran_cleanly, offline_profile, run_suite, write_targets
 
-from fixtures.db import BudgetExceeded, Database, DatabaseUnavailable
-from fixtures.profile import resolve
+from observe.db import BudgetExceeded, Database, DatabaseUnavailable
+from observe.profile import resolve
 
 
 def _healthy(path: Path) -> bytes:

@@ -7,7 +7,7 @@ import time
 
 from hostile_servers import ROOT, assert_ran_cleanly, offline_profile, run_suite, write_targets
 
-from fixtures.browser import launch
+from observe.browser import launch
 
 # Loaded into the inner run with -p: the process table cannot be listed, as in a container without /proc access.
 BREAK_PSUTIL = """

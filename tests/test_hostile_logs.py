@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hostile_servers import assert_ran_cleanly, offline_profile, run_suite, write_targets
 
-from fixtures.logs import Logs
-from fixtures.profile import resolve
+from observe.logs import Logs
+from observe.profile import resolve
 
 NOW = datetime.now(UTC)
 WINDOW = timedelta(hours=1)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import profile
+from observe import profile
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import profile as profiles
+from observe import profile as profiles
 from remediation import safety
 from remediation.scripts import SCRIPTS, module_name
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures import profile as profiles
+from observe import profile as profiles
 from remediation import safety
 from remediation.scripts import module_name
 

@@ -17,7 +17,7 @@ JWT_SECRET = "jwt-signing-secret-0123456789abcdef"
 CHECKS = f'''
 import os
 import pytest
-from fixtures.secrets import register
+from observe.secrets import register
 
 
 @pytest.mark.p1

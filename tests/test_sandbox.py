@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from fixtures.profile import read_env_file
+from observe.profile import read_env_file
 from sandbox import FAULTS, Sandbox, SandboxError
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_both_layouts_answer(sb):
     wf = requests.get(pv["workfossa_url"], timeout=5)
     assert wf.status_code == 200 and "<title>WorkFossa</title>" in wf.text and 'type="password"' in wf.text
     # the profile loads with the project's schema and names no secret
-    from fixtures.profile import resolve
+    from observe.profile import resolve
 
     profile = resolve(sb.paths["targets_file"], "live")
     assert profile.api_url == pv["api_url"]
@@ -177,7 +177,7 @@ def test_fault_roundtrips(runbook):
     assert requests.get(api + pv["endpoints"]["health"], timeout=5).status_code == 200
 
     runbook.inject("db_size_threshold")
-    from fixtures.profile import resolve
+    from observe.profile import resolve
 
     assert resolve(runbook.paths["targets_file"], "live").thresholds.db_max_bytes == 1024
     runbook.clear("db_size_threshold")

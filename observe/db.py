@@ -1,0 +1,231 @@
+"""The SQLite database, observed read-only and within budgets.
+
+The file is opened through a ``file:...?mode=ro`` URI, so no check can create
+a missing database (the runbook's ``sqlite3.connect`` does), write to it, or
+take a write lock. Long scans (quick_check, integrity_check,
+foreign_key_check) run under a time budget enforced by interrupting SQLite
+when it passes; running out of budget is reported as such, never as a pass. Lock
+detection asks the kernel who holds SQLite's lock bytes (``F_GETLK``) instead
+of taking the write lock itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import stat
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from observe.profile import Profile
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# SQLite's rollback-journal lock bytes (os_unix.c): PENDING, RESERVED, then the SHARED range.
+PENDING_BYTE = 0x40000000
+RESERVED_BYTE = PENDING_BYTE + 1
+SHARED_FIRST = PENDING_BYTE + 2
+SHARED_SIZE = 510
+WAL_WRITE_LOCK = 120  # byte of the -shm file a WAL writer locks
+_FLOCK = "hh4xqqi4x"  # struct flock on Linux x86_64 / aarch64
+
+
+class BudgetExceeded(Exception):
+    """A scan stopped by its time budget: inconclusive, not a pass."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened or queried; str() is one line naming the cause."""
+
+
+class DatabaseLocked(DatabaseUnavailable):
+    """A query waited for the lock timeout on another process's lock: locked, not broken."""
+
+
+@dataclass
+class Scan:
+    """The result of a PRAGMA scan: its lines (['ok'] when clean) and time taken."""
+
+    lines: list
+    elapsed: float
+
+    def summary(self, shown: int = 3) -> str:
+        """'N problems, first: ...' for integrity-style scans, whose rows may hold several newline-separated lines."""
+        problems = [line for row in self.lines for line in str(row).splitlines() if line.strip()]
+        first = "; ".join(problems[:shown])
+        return f"{len(problems)} problem line(s), first: {first}" if problems else "no rows"
+
+
+@dataclass
+class LockHolder:
+    pid: int
+    lock: str  # RESERVED, PENDING, EXCLUSIVE or WAL-WRITE
+    held_for: float
+
+
+class Database:
+    """One SQLite file, opened read-only on first query and closed at the end of the run."""
+
+    def __init__(self, profile: Profile):
+        self.path = Path(profile.db_path)
+        self.lock_timeout = profile.timeouts.lock
+        self._conn: sqlite3.Connection | None = None
+        self._locked: str | None = None
+
+    # -- the file ----------------------------------------------------------
+    def stat(self) -> os.stat_result | None:
+        try:
+            return self.path.stat()
+        except OSError:
+            return None
+
+    def owner_can(self, bits: int) -> bool:
+        """Whether the file's owner (the service account) has ``bits`` (stat.S_IRUSR / S_IWUSR).
+
+        os.access() is wrong here: the suite often runs as root, for whom every file is readable and writable.
+        """
+        st = self.stat()
+        return st is not None and bool(st.st_mode & bits)
+
+    def describe_mode(self) -> str:
+        st = self.stat()
+        if st is None:
+            return "missing"
+        return f"mode {stat.filemode(st.st_mode)} ({oct(st.st_mode & 0o777)}), owner uid {st.st_uid}"
+
+    def header(self) -> bytes:
+        """The first 16 bytes of the file ('' for an empty file); DatabaseUnavailable if unreadable."""
+        try:
+            with open(self.path, "rb") as handle:
+                return handle.read(16)
+        except IsADirectoryError:
+            raise DatabaseUnavailable(f"{self.path} is a directory, not a database file") from None
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot read {self.path}: {exc.strerror}") from None
+
+    # -- queries -------------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        """The read-only connection (opened once); DatabaseUnavailable names why it cannot be opened."""
+        if self._conn is None:
+            if self.stat() is None:
+                raise DatabaseUnavailable(f"{self.path} does not exist")
+            uri = f"file:{quote(str(self.path))}?mode=ro"
+            try:
+                self._conn = sqlite3.connect(uri, uri=True, timeout=self.lock_timeout, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise DatabaseUnavailable(f"cannot open {self.path} read-only: {exc}") from None
+        return self._conn
+
+    def query(self, sql: str, budget: float | None = None) -> list[tuple]:
+        """Rows of one read-only statement; BudgetExceeded past ``budget`` seconds, DatabaseUnavailable on error.
+
+        Once a query has waited the lock timeout in vain, later ones fail at once with that observation: a locked
+        database costs one lock timeout per run, not one per check.
+        """
+        if self._locked is not None:
+            raise DatabaseLocked(f"{self._locked} (not queried again)")
+        conn = self.connect()
+        watchdog = None
+        if budget is not None:
+            # sqlite3_interrupt() from a timer, not a progress handler: SQLite runs a whole quick_check or
+            # integrity_check pass inside one VM step, where a progress handler's "stop" waits for the step to end
+            # (0.9 s for a 0.25 s budget on a 1 GB file); the interrupt flag is read inside the b-tree walk.
+            watchdog = threading.Timer(budget, conn.interrupt)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError as exc:
+            if watchdog is not None and "interrupt" in str(exc):  # only the watchdog interrupts it
+                raise BudgetExceeded(f"{sql!r} did not finish within its {budget:g} s budget") from None
+            if "locked" in str(exc):
+                self._locked = _why(self.path, exc)
+                raise DatabaseLocked(self._locked) from None
+            raise DatabaseUnavailable(_why(self.path, exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseUnavailable(_why(self.path, exc)) from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                watchdog.join()  # a late interrupt must not hit the connection's next statement
+
+    def tables(self) -> list[str]:
+        return [row[0] for row in self.query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+
+    def scan(self, pragma: str, budget: float) -> Scan:
+        """Run ``PRAGMA <pragma>`` within ``budget`` seconds."""
+        start = time.monotonic()
+        rows = self.query(f"PRAGMA {pragma}", budget)
+        return Scan([row[0] if len(row) == 1 else row for row in rows], time.monotonic() - start)
+
+    def timed_count(self, table: str, budget: float) -> tuple[int, float]:
+        """(row count, seconds) of ``SELECT COUNT(*)`` on one table."""
+        start = time.monotonic()
+        (count,) = self.query(f'SELECT COUNT(*) FROM "{table}"', budget)[0]
+        return count, time.monotonic() - start
+
+    # -- locks ---------------------------------------------------------------
+    def lock_holder(self) -> LockHolder | None:
+        """Who has held SQLite's write lock for the whole lock timeout, or None if it was free at some point.
+
+        F_GETLK only asks the kernel; it neither takes nor waits for a lock, so the probe cannot block the
+        application the way the runbook's ``BEGIN IMMEDIATE`` can.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        start = time.monotonic()
+        while True:
+            holder = self._current_writer()
+            if holder is None:
+                return None
+            if time.monotonic() >= deadline:
+                return LockHolder(holder[0], holder[1], time.monotonic() - start)
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def _current_writer(self) -> tuple[int, str] | None:
+        # Strongest first, so the evidence names the lock that blocks the most.
+        probes = [(self.path, SHARED_FIRST, SHARED_SIZE, "EXCLUSIVE"), (self.path, PENDING_BYTE, 1, "PENDING")]
+        probes.append((self.path, RESERVED_BYTE, 1, "RESERVED"))
+        shm = Path(str(self.path) + "-shm")
+        if shm.exists():
+            probes.append((shm, WAL_WRITE_LOCK, 1, "WAL-WRITE"))
+        for path, start, length, name in probes:
+            pid = _write_lock_owner(path, start, length)
+            if pid:
+                return pid, name
+        return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _write_lock_owner(path: Path, start: int, length: int) -> int | None:
+    """Pid of a process holding a write lock that overlaps [start, start+length), via F_GETLK."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        # Asking whether a write lock could be placed reports any conflicting lock, read or write.
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+        l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # Readers take read locks (briefly on PENDING too); only a write lock marks a writer.
+    return pid if l_type == fcntl.F_WRLCK else None
+
+
+def _why(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "not a database" in text:
+        return f"{path} is not a SQLite database ({text})"
+    if "locked" in text:
+        return f"{path}: database is locked ({text})"
+    return f"{path}: {text}"

@@ -1,0 +1,263 @@
+"""FossaWork's logs read from the end, in both line formats.
+
+The runbook reads whole files with ``readlines()`` to look at their last lines.
+Here a file is read backwards in blocks and reading stops at the first entry
+older than the window asked for, or after ``logs.tail_bytes``: the cost
+follows what is read, not the file's size. Each line is parsed on its own:
+a JSON object (``{"timestamp", "level", "message", ...}``) or FossaWork V2's
+text format (``2026-11-28 15:31:00 | INFO | logger | func:line | message``).
+Anything else is counted as malformed, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from observe.profile import Profile
+
+BLOCK = 64 * 1024
+MAX_LINE = 1024 * 1024  # a longer line is malformed; it is skipped without being held in memory
+MAX_CONTINUATION = 200  # lines after a text entry taken as its traceback; more are malformed
+FUTURE_SLACK = timedelta(minutes=5)  # clock skew tolerated before an entry counts as "in the future"
+ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL", "EXCEPTION"}
+TEXT_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s*\|\s*(?P<level>\w+)\s*\|"
+    r"\s*(?P<logger>[^|]*?)\s*\|\s*(?P<where>[^|]*?)\s*\|\s?(?P<message>.*)$"
+)
+TS_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime")
+KEPT_FIELDS = ("type", "status", "logger")  # the JSON keys is_automation_attempt / is_automation_failure read
+
+
+@dataclass(slots=True)
+class Entry:
+    """One log entry; ``timestamp`` is aware (UTC) or None when the line has none."""
+
+    timestamp: datetime | None
+    level: str
+    message: str
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def is_error(self) -> bool:
+        """An ERROR-or-worse entry; a line without a level in an error log counts as an error."""
+        return not self.level or self.level.upper() in ERROR_LEVELS
+
+
+@dataclass
+class Tail:
+    """Entries read from the end of some files, oldest first, with what could not be read."""
+
+    files: list[Path] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    malformed: int = 0
+    undated: int = 0
+    future: int = 0
+    bytes_read: int = 0
+    lines_read: int = 0
+    capped: bool = False  # stopped by tail_bytes before the window's start: counts are lower bounds
+    problems: list[str] = field(default_factory=list)  # unreadable files, skipped compressed files
+
+    def evidence(self) -> str:
+        names = ", ".join(str(f) for f in self.files[:5]) + (" ..." if len(self.files) > 5 else "")
+        extra = [f"{self.malformed} malformed line(s)"] if self.malformed else []
+        extra += [f"{self.future} entries in the future"] if self.future else []
+        extra += [f"read capped at {self.bytes_read} bytes, counts are lower bounds"] if self.capped else []
+        extra += self.problems
+        return f"files: {names or 'none'}" + ("; " + "; ".join(extra) if extra else "")
+
+
+def parse_line(raw: bytes, zone: tzinfo) -> Entry | None:
+    """One line as an Entry, or None when it is neither a JSON object nor a FossaWork text line."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: a line of thousands of nested brackets
+            return None
+        if not isinstance(data, dict):
+            return None
+        stamp = next((data[k] for k in TS_KEYS if isinstance(data.get(k), str)), None)
+        level = data.get("level") or data.get("levelname") or data.get("severity") or ""
+        message = data.get("message") or data.get("msg") or ""
+        # Only the keys the checks read are kept: a window of tens of thousands of entries stays small in memory.
+        kept = {key: data[key] for key in KEPT_FIELDS if key in data}
+        return Entry(parse_time(stamp, zone), str(level), str(message), kept)
+    match = TEXT_LINE.match(text)
+    if match is None:
+        return None
+    return Entry(parse_time(match["ts"], zone), match["level"], match["message"], {"logger": match["logger"]})
+
+
+def parse_time(stamp: str | None, zone: tzinfo) -> datetime | None:
+    """An aware UTC datetime from ISO-8601 text; naive times are taken in ``zone``; None when unparseable."""
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.strip().replace(",", "."))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across UTC
+        return None
+
+
+def zone_of(name: str) -> tzinfo:
+    """The tzinfo for the profile's log_timezone ('UTC', 'local' or an IANA name)."""
+    if name.upper() == "UTC":
+        return UTC
+    if name == "local":
+        return datetime.now().astimezone().tzinfo
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def _lines_backwards(handle, size: int, budget: int, counter: list):
+    """Yield complete lines from the end of an open file, newest first, reading at most ``budget`` bytes."""
+    pos, pending, skipping = size, b"", False
+    while pos > 0 and counter[0] < budget:
+        step = min(BLOCK, pos, budget - counter[0])
+        pos -= step
+        handle.seek(pos)
+        block = handle.read(step)
+        counter[0] += len(block)
+        parts = (block + pending).split(b"\n")
+        pending = parts[0]
+        for line in reversed(parts[1:]):
+            if skipping:
+                skipping = False  # the start of the over-long line has been passed
+                yield None
+            else:
+                yield line
+        if len(pending) > MAX_LINE:
+            pending, skipping = b"", True
+    if pos == 0 and not skipping:
+        yield pending
+    elif skipping:
+        yield None
+
+
+class Logs:
+    """The target's log files, by the globs of the profile's [logs] table."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self.root = Path(profile.log_dir)
+        self.zone = zone_of(profile.log_timezone)
+        self.tail_bytes = profile.logs.tail_bytes
+
+    def files(self, category: str) -> tuple[list[Path], list[str]]:
+        """(existing files matching the category's globs, problems such as a missing log directory)."""
+        if not self.root.is_dir():
+            why = "a dangling symlink" if self.root.is_symlink() else "missing or not a directory"
+            return [], [f"log directory {self.root} is {why}"]
+        found, problems = set(), []
+        for pattern in getattr(self.profile.logs, category):
+            try:
+                matches = list(self.root.glob(pattern))
+            except (ValueError, NotImplementedError):  # empty or absolute pattern
+                problems.append(f"glob {pattern!r} is not a pattern relative to {self.root}")
+                continue
+            for path in matches:
+                if path.suffix in (".gz", ".bz2", ".xz", ".zst"):
+                    problems.append(f"skipped rotated {path.name}")
+                elif path.is_file():
+                    found.add(path)
+        return sorted(found), problems
+
+    def since(
+        self, category: str, window: timedelta, now: datetime | None = None, keep: Callable[[Entry], bool] | None = None
+    ) -> Tail:
+        """Entries of the category newer than ``now - window`` (and undated ones met on the way).
+
+        With ``keep``, only the entries it accepts are held: a check that
+        counts errors in a busy log's window holds those errors, not the window's tens of thousands of lines.
+        """
+        now = now or datetime.now(UTC)
+        cutoff = now - window
+        paths, problems = self.files(category)
+        tail = Tail(files=paths, problems=problems)
+        for path in paths:
+            self._read_file(path, cutoff, now, tail, keep)
+        tail.entries.sort(key=lambda e: e.timestamp or cutoff)
+        return tail
+
+    def _read_file(self, path: Path, cutoff: datetime, now: datetime, tail: Tail, keep) -> None:
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            tail.problems.append(f"cannot read {path}: {exc.strerror}")
+            return
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            counter = [0]
+            older_in_a_row = 0
+            orphans: list[bytes] = []
+            for raw in _lines_backwards(handle, size, self.tail_bytes, counter):
+                tail.lines_read += 1
+                if raw is None:
+                    tail.malformed += 1
+                    continue
+                if not raw.strip():
+                    continue
+                entry = parse_line(raw, self.zone)
+                if entry is None:
+                    orphans.append(raw[:1024])
+                    continue
+                if orphans:
+                    if "logger" in entry.fields and len(orphans) <= MAX_CONTINUATION:
+                        # Continuation lines of a text entry: a traceback logged with exc_info.
+                        lines = (o.decode("utf-8", errors="replace").rstrip() for o in reversed(orphans))
+                        entry.message += "\n" + "\n".join(lines)
+                    else:
+                        tail.malformed += len(orphans)
+                    orphans = []
+                if entry.timestamp is None:
+                    tail.undated += 1
+                    continue
+                if entry.timestamp < cutoff:
+                    # Logs are appended in time order; a few older lines in a row mean the window has been passed.
+                    older_in_a_row += 1
+                    if older_in_a_row >= 20:
+                        break
+                    continue
+                older_in_a_row = 0
+                if entry.timestamp > now + FUTURE_SLACK:
+                    tail.future += 1
+                    continue
+                if keep is None or keep(entry):
+                    tail.entries.append(entry)
+            else:
+                if counter[0] >= self.tail_bytes and counter[0] < size:
+                    tail.capped = True
+            tail.malformed += len(orphans)
+            tail.bytes_read += counter[0]
+
+    def newest_mtime(self, category: str) -> tuple[Path | None, float | None]:
+        paths, _ = self.files(category)
+        if not paths:
+            return None, None
+        newest = max(paths, key=lambda p: p.stat().st_mtime)
+        return newest, newest.stat().st_mtime
+
+
+def is_automation_attempt(entry: Entry, attempt: re.Pattern) -> bool:
+    if entry.fields.get("type") is not None and "automation" in str(entry.fields.get("type")):
+        return True
+    return "logger" in entry.fields and bool(attempt.search(entry.message))
+
+
+def is_automation_failure(entry: Entry, failure: re.Pattern) -> bool:
+    if "status" in entry.fields:
+        return entry.fields.get("status") == "failed"
+    return bool(failure.search(entry.message))

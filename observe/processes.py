@@ -1,0 +1,129 @@
+"""One psutil snapshot of the host's processes per run.
+
+Processes are matched by a command-line substring and, when the profile gives
+one, their working directory, so two deployments (or sandboxes) on one host
+are told apart. Only top-level matches count: a matching child of a matching
+process (``sh -c vite`` -> ``node vite``, uvicorn's reloader) is the same service.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+MIN_SAMPLE = 0.2  # seconds: shorter CPU samples are noise
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    name: str
+    cmdline: str
+    cwd: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.cmdline[:80] or self.name})"
+
+
+class Processes:
+    """A snapshot of the process table, taken when first needed, plus per-process CPU samples."""
+
+    def __init__(self):
+        self.taken = time.monotonic()
+        self.procs: dict[int, Proc] = {}
+        self._handles: dict[int, psutil.Process] = {}
+        for handle in psutil.process_iter(["pid", "ppid", "name", "cmdline", "cwd", "status"]):
+            info = handle.info
+            if info.get("status") == psutil.STATUS_ZOMBIE:
+                continue  # exited, waiting to be reaped: not a running service or browser
+            cmdline = " ".join(info.get("cmdline") or [])
+            self.procs[info["pid"]] = Proc(
+                info["pid"], info.get("ppid") or 0, info.get("name") or "", cmdline, info.get("cwd") or ""
+            )
+            self._handles[info["pid"]] = handle
+            try:
+                handle.cpu_percent(None)  # primes the per-process CPU sample, read later by cpu_percent()
+            except psutil.Error:
+                pass
+
+    def matching(self, pattern: str, cwd: str = "") -> list[Proc]:
+        """Top-level processes whose command line contains ``pattern`` (and whose cwd is ``cwd`` if given)."""
+        found = {
+            p.pid: p
+            for p in self.procs.values()
+            if pattern and (pattern in p.cmdline or pattern in p.name) and (not cwd or _same(p.cwd, cwd))
+        }
+        return [p for p in found.values() if p.ppid not in found]
+
+    def instances(self, pattern: str, exclude_descendants_of: int | None = None) -> list[Proc]:
+        """Top-level processes whose name contains ``pattern`` (a browser, not its zygote and renderers),
+        optionally not below ``exclude_descendants_of``."""
+        own = self.descendants(exclude_descendants_of) if exclude_descendants_of else set()
+        found = {p.pid: p for p in self.procs.values() if pattern in p.name and p.pid not in own}
+        return [p for p in found.values() if p.ppid not in found]
+
+    def descendants(self, pid: int) -> set[int]:
+        children: dict[int, list[int]] = {}
+        for p in self.procs.values():
+            children.setdefault(p.ppid, []).append(p.pid)
+        out, stack = set(), [pid]
+        while stack:
+            for child in children.get(stack.pop(), []):
+                if child not in out:
+                    out.add(child)
+                    stack.append(child)
+        return out
+
+    def listener(self, port: int) -> int | None:
+        """Pid of the process listening on TCP ``port`` (None if nobody, 0 if the owner cannot be seen)."""
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.Error:
+            return 0
+        for conn in conns:
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid or 0
+        return None
+
+    def cpu_percent(self, pid: int) -> float | None:
+        """CPU % of one process since the snapshot (sampled once, at least MIN_SAMPLE long)."""
+        handle = self._handles.get(pid)
+        if handle is None:
+            return None
+        wait = MIN_SAMPLE - (time.monotonic() - self.taken)
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            return handle.cpu_percent(None)
+        except psutil.Error:
+            return None
+
+    def memory_percent(self, pid: int) -> float | None:
+        handle = self._handles.get(pid)
+        try:
+            return None if handle is None else handle.memory_percent()
+        except psutil.Error:
+            return None
+
+
+def read_pid_file(pid_dir: str, name: str) -> int | None:
+    """The pid in ``<pid_dir>/<name>.pid`` if that process is alive, else None."""
+    if not pid_dir:
+        return None
+    try:
+        pid = int(Path(pid_dir, f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if psutil.pid_exists(pid) else None
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
