@@ -1,15 +1,14 @@
 """Authentication issues: the runbook's diagnose-authentication.py, plus the security checks it lacks."""
 
-import stat
-from pathlib import Path
-
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
 from observe.api import BAD_TOKENS
 from observe.db import DatabaseUnavailable
+from observe.files import credential_store, exposed_secret_files
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.auth
 
 # Example and framework-default secrets found in tutorials and .env templates; a backend using one is forgeable.
 KNOWN_DEFAULT_SECRETS = {
@@ -37,7 +36,6 @@ def _reachable(api):
     )
 
 
-@pytest.mark.auth
 @pytest.mark.parametrize(
     "route",
     [
@@ -62,7 +60,6 @@ def test_auth_route_exists(api, route):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("escalate")
 def test_jwt_secret_is_at_least_32_characters(target):
     """JWT SECRET_KEY not configured, or too short (should be at least 32 characters)."""
@@ -75,7 +72,6 @@ def test_jwt_secret_is_at_least_32_characters(target):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("escalate")
 def test_jwt_secret_is_not_a_known_default(target):
     """Security breach: the JWT secret is a published example value, so anyone can forge tokens."""
@@ -88,7 +84,6 @@ def test_jwt_secret_is_not_a_known_default(target):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("fix-backend-issues", "api_errors")
 def test_login_with_test_user_succeeds(api):
     """Login failures: login endpoint returning server error or not found.
@@ -105,7 +100,6 @@ def test_login_with_test_user_succeeds(api):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("escalate")
 def test_login_rejects_wrong_password(api):
     """Security breach: login answers 200 to a wrong password."""
@@ -119,7 +113,6 @@ def test_login_rejects_wrong_password(api):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("fix-backend-issues", "api_errors")
 def test_token_from_login_validates(api):
     """Token validation errors: a fresh token from login is not accepted."""
@@ -129,7 +122,6 @@ def test_token_from_login_validates(api):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("escalate")
 @pytest.mark.parametrize("kind", BAD_TOKENS)
 def test_validate_rejects_bad_token(api, kind):
@@ -145,7 +137,6 @@ def test_validate_rejects_bad_token(api, kind):
 
 
 @pytest.mark.p2
-@pytest.mark.auth
 @fix("escalate")
 def test_api_does_not_allow_any_origin_with_credentials(api):
     """Security: the API answers Access-Control-Allow-Origin: * together with credentials."""
@@ -161,19 +152,14 @@ def test_api_does_not_allow_any_origin_with_credentials(api):
 
 
 @pytest.mark.p2
-@pytest.mark.auth
 @fix("fix-automation-issues", "credential_issues")
 def test_credential_store_holds_credentials(on_host, db):
     """Credentials directory not found, not readable or writable, or no credential files found."""
     if on_host.credentials_dir:
-        store = Path(on_host.credentials_dir)
-        mode = store.stat().st_mode if store.is_dir() else 0
-        files = [p.name for p in store.iterdir() if p.is_file()] if store.is_dir() and mode & stat.S_IRUSR else []
+        store = credential_store(on_host.credentials_dir)
         expect(
-            store.is_dir() and mode & stat.S_IRUSR and mode & stat.S_IWUSR and mode & stat.S_IXUSR and files,
-            f"observed {store}: "
-            + (f"mode {stat.filemode(mode)}, {len(files)} credential files" if store.is_dir() else "missing")
-            + ", expected a directory its owner can read and write, holding credential files",
+            store.usable,
+            f"observed {store.describe()}, expected a directory its owner can read and write, holding credential files",
         )
     else:
         table = on_host.credentials_table
@@ -185,13 +171,12 @@ def test_credential_store_holds_credentials(on_host, db):
 
 
 @pytest.mark.p1
-@pytest.mark.auth
 @fix("fix-automation-issues", "credential_issues")
 def test_secret_files_are_not_readable_by_others(on_host):
     """Security breach: credentials, the .env file or the database are readable by group or others."""
-    paths = [Path(p) for p in (on_host.env_file, on_host.db_path) if p]
-    if on_host.credentials_dir and Path(on_host.credentials_dir).is_dir():
-        store = Path(on_host.credentials_dir)
-        paths += [store, *sorted(p for p in store.iterdir() if p.is_file())]
-    exposed = [f"{p} ({stat.filemode(p.stat().st_mode)})" for p in paths if p.exists() and p.stat().st_mode & 0o066]
-    expect(not exposed, f"observed group/other permissions on {', '.join(exposed)}, expected owner-only (0600/0700)")
+    exposed = exposed_secret_files(on_host)
+    expect(
+        not exposed,
+        f"observed group/other permissions on {', '.join(m.describe() for m in exposed)}, "
+        "expected owner-only (0600/0700)",
+    )

@@ -1,31 +1,23 @@
 """Automation issues: the runbook's diagnose-automation.py (Playwright, WorkFossa, automation logs, browsers)."""
 
-import os
-import re
-import time
 from datetime import timedelta
 
 import pytest
 
 from fixtures.expect import depends_on, expect
-from observe.logs import is_automation_attempt, is_automation_failure
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.automation
 
 
 def _failure_rate(on_host, logs):
     window = timedelta(hours=on_host.thresholds.automation_log_max_age_hours)
-    attempt = re.compile(on_host.logs.automation_attempt)
-    failure = re.compile(on_host.logs.automation_failure)
-    tail = logs.since("automation", window, keep=lambda e: is_automation_attempt(e, attempt))
-    attempts = tail.entries
-    depends_on(attempts, f"no automation attempts in the last {window} ({tail.evidence()})")
-    failed = sum(1 for e in attempts if is_automation_failure(e, failure))
-    return failed, len(attempts), 100 * failed / len(attempts), tail
+    outcomes = logs.automation_outcomes(window)
+    depends_on(outcomes.attempts, f"no automation attempts in the last {window} ({outcomes.tail.evidence()})")
+    return outcomes.failed, outcomes.attempts, outcomes.failure_percent, outcomes.tail
 
 
 @pytest.mark.p2
-@pytest.mark.automation
 @fix("fix-automation-issues", "browser_issues")
 def test_headless_browser_launches(browser_launch, on_host):
     """Playwright browser installation broken: the automation's browser does not start.
@@ -37,7 +29,6 @@ def test_headless_browser_launches(browser_launch, on_host):
 
 
 @pytest.mark.p2
-@pytest.mark.automation
 @fix("fix-automation-issues", "workfossa_connectivity")
 def test_workfossa_site_answers(target, api):
     """WorkFossa not accessible / WorkFossa connectivity error."""
@@ -46,13 +37,11 @@ def test_workfossa_site_answers(target, api):
 
 
 @pytest.mark.p3
-@pytest.mark.automation
 @fix("escalate")
 def test_automation_logs_are_recent(on_host, logs):
     """No recent automation logs found (none in the last 24 hours)."""
-    newest, mtime = logs.newest_mtime("automation")
+    newest, age = logs.newest("automation")
     hours = on_host.thresholds.automation_log_max_age_hours
-    age = None if mtime is None else (time.time() - mtime) / 3600
     expect(
         age is not None and age <= hours,
         (
@@ -65,7 +54,6 @@ def test_automation_logs_are_recent(on_host, logs):
 
 
 @pytest.mark.p3
-@pytest.mark.automation
 @fix("fix-automation-issues", "high_failure_rate")
 def test_automation_failure_rate_is_under_threshold(on_host, logs):
     """High automation failure rate (over 20 %)."""
@@ -78,7 +66,6 @@ def test_automation_failure_rate_is_under_threshold(on_host, logs):
 
 
 @pytest.mark.p2
-@pytest.mark.automation
 @fix("fix-automation-issues", "high_failure_rate")
 def test_automation_failure_rate_is_not_critical(on_host, logs):
     """Form automation failures >50 % (P2)."""
@@ -91,7 +78,6 @@ def test_automation_failure_rate_is_not_critical(on_host, logs):
 
 
 @pytest.mark.p3
-@pytest.mark.automation
 @fix("fix-automation-issues", "browser_issues")
 def test_browser_processes_are_under_maximum(on_host, processes):
     """Too many browser processes running (zombie browsers).
@@ -99,7 +85,7 @@ def test_browser_processes_are_under_maximum(on_host, processes):
     Differs from the runbook: counts browsers, not their helper processes (one headless Chromium is several
     processes, so pgrep's count cries wolf during every automation job), and not the suite's own probe.
     """
-    found = processes.instances(on_host.browser_process, exclude_descendants_of=os.getpid())
+    found = processes.instances(on_host.browser_process)
     limit = on_host.thresholds.max_browser_processes
     expect(
         len(found) <= limit,

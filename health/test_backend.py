@@ -8,6 +8,7 @@ import pytest
 from fixtures.expect import depends_on, expect
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.backend
 
 CRITICAL_PATTERNS = [
     pytest.param("ConnectionError", marks=fix("fix-backend-issues", "api_errors"), id="ConnectionError"),
@@ -17,7 +18,6 @@ CRITICAL_PATTERNS = [
 ]
 
 
-@pytest.mark.backend
 @pytest.mark.parametrize(
     "endpoint",
     [
@@ -46,7 +46,6 @@ def test_api_endpoint_answers_200_with_json(api, endpoint):
 
 
 @pytest.mark.p1
-@pytest.mark.backend
 @fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
 def test_backend_process_is_running(on_host, processes):
     """No backend (uvicorn) process found."""
@@ -56,7 +55,6 @@ def test_backend_process_is_running(on_host, processes):
 
 
 @pytest.mark.p2
-@pytest.mark.backend
 @fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
 def test_backend_process_is_not_duplicated(on_host, processes):
     """Multiple backend processes found.
@@ -78,7 +76,6 @@ def _backend_pid(on_host, processes) -> int:
 
 
 @pytest.mark.p3
-@pytest.mark.backend
 @fix("fix-backend-issues", "performance_issues")
 def test_backend_process_cpu_is_under_threshold(on_host, processes):
     """Backend process high CPU."""
@@ -89,7 +86,6 @@ def test_backend_process_cpu_is_under_threshold(on_host, processes):
 
 
 @pytest.mark.p3
-@pytest.mark.backend
 @fix("fix-backend-issues", "memory_issues")
 def test_backend_process_memory_is_under_threshold(on_host, processes):
     """Backend process high memory."""
@@ -104,7 +100,6 @@ def test_backend_process_memory_is_under_threshold(on_host, processes):
 
 
 @pytest.mark.p3
-@pytest.mark.backend
 @fix("escalate", kb="backend_not_starting")
 def test_backend_error_log_exists(logs):
     """Backend error log file not found."""
@@ -118,7 +113,6 @@ def test_backend_error_log_exists(logs):
 
 
 @pytest.mark.p3
-@pytest.mark.backend
 @fix("fix-backend-issues", "api_errors")
 def test_backend_error_log_has_few_recent_errors(on_host, logs):
     """High error rate: recent errors in the backend error log.
@@ -139,7 +133,6 @@ def test_backend_error_log_has_few_recent_errors(on_host, logs):
 
 
 @pytest.mark.p2
-@pytest.mark.backend
 @pytest.mark.parametrize("pattern", CRITICAL_PATTERNS)
 def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern):
     """Critical error pattern found (ConnectionError, DatabaseError, TimeoutError, MemoryError).
@@ -159,7 +152,6 @@ def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern)
 
 
 @pytest.mark.p2
-@pytest.mark.backend
 @fix("escalate", kb="backend_not_starting")
 def test_backend_logs_show_no_import_errors(on_host, logs):
     """Import errors in logs (backend not starting)."""
@@ -176,7 +168,6 @@ def test_backend_logs_show_no_import_errors(on_host, logs):
 
 
 @pytest.mark.p1
-@pytest.mark.backend
 @fix("escalate", kb="backend_not_starting")
 def test_api_port_is_held_by_the_backend(on_host, processes):
     """Port 8000 not responding: port already in use by another process."""
@@ -196,7 +187,6 @@ def test_api_port_is_held_by_the_backend(on_host, processes):
 
 
 @pytest.mark.p2
-@pytest.mark.backend
 @fix("fix-backend-issues", "api_errors")
 def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs):
     """High error rate detected: more than 50 errors in the last hour across logs/errors.

@@ -3,18 +3,18 @@
 Every probe is read-only (``mode=ro``); the long scans run under time budgets.
 """
 
-import stat
-
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
 from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
+from observe.system import filesystem_of
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.database
 
 
 def _present(db):
-    depends_on(db.stat() is not None, f"{db.path} does not exist (reported by test_database_file_exists)")
+    depends_on(db.exists, f"{db.path} does not exist (reported by test_database_file_exists)")
 
 
 def _sqlite(db):
@@ -36,60 +36,66 @@ def reading(db):
 
 
 @pytest.mark.p1
-@pytest.mark.database
 @fix("recover-corrupted-database", "recover")
 def test_database_file_exists(db):
     """Database file not found.
 
     Differs from the runbook: a missing file stays missing (the runbook's sqlite3.connect creates an empty one).
     """
-    expect(db.stat() is not None, f"observed no file at {db.path}, expected the database file")
+    expect(db.exists, f"observed no file at {db.path}, expected the database file")
 
 
 @pytest.mark.p1
-@pytest.mark.database
 @fix("fix-database-issues", "permissions", kb="backend_not_starting")
 def test_database_file_is_readable(db):
     """Database file is not readable."""
     _present(db)
     expect(
-        db.path.is_file() and db.owner_can(stat.S_IRUSR),
-        f"observed {db.path}: {'a directory' if db.path.is_dir() else db.describe_mode()}, "
+        db.owner_can_read,
+        f"observed {db.path}: {'a directory' if db.is_directory else db.describe_mode()}, "
         "expected a regular file its owner can read",
     )
 
 
 @pytest.mark.p2
-@pytest.mark.database
 @fix("fix-database-issues", "permissions", kb="backend_not_starting")
 def test_database_file_is_writable(db):
     """Database file is not writable."""
     _present(db)
-    expect(db.owner_can(stat.S_IWUSR), f"observed {db.path}: {db.describe_mode()}, expected writable by its owner")
+    expect(db.owner_can_write, f"observed {db.path}: {db.describe_mode()}, expected writable by its owner")
 
 
 @pytest.mark.p1
-@pytest.mark.database
 @fix("recover-corrupted-database", "recover")
 def test_database_file_is_not_empty(db):
     """Database file is empty."""
     _present(db)
-    size = db.stat().st_size
-    expect(size > 0 or db.path.is_dir(), f"observed {db.path} of 0 bytes, expected a non-empty database")
+    size = db.size
+    expect(size > 0 or db.is_directory, f"observed {db.path} of 0 bytes, expected a non-empty database")
 
 
 @pytest.mark.p4
-@pytest.mark.database
 @fix("fix-database-issues", "vacuum")
 def test_database_file_is_under_size_limit(on_host, db):
     """Database file is very large."""
     _present(db)
-    size, limit = db.stat().st_size, on_host.thresholds.db_max_bytes
+    size, limit = db.size, on_host.thresholds.db_max_bytes
     expect(size <= limit, f"observed {db.path} at {size:,} bytes, expected at most {limit:,} bytes")
 
 
+@pytest.mark.p2
+@fix("resolve-performance-issues", "disk_space")
+def test_database_filesystem_has_ten_percent_free(on_host, db):
+    """Database filesystem nearly full: the next write fails with "database or disk is full".
+
+    Beyond the runbook, which measures only disk_path: the database's own filesystem is the one that must grow.
+    """
+    space = filesystem_of(db.path)
+    limit = on_host.thresholds.db_filesystem_free_percent
+    expect(space.free_percent >= limit, f"observed {space.describe()}, expected at least {limit:g}% free")
+
+
 @pytest.mark.p1
-@pytest.mark.database
 @fix("recover-corrupted-database", "recover")
 def test_database_is_a_readable_sqlite_database(db):
     """Database error / cannot connect to database (not a database, unreadable schema or tables).
@@ -108,7 +114,6 @@ def test_database_is_a_readable_sqlite_database(db):
 
 
 @pytest.mark.p1
-@pytest.mark.database
 @fix("recover-corrupted-database", "recover")
 def test_database_has_expected_tables(on_host, db):
     """Database has no tables."""
@@ -119,7 +124,6 @@ def test_database_has_expected_tables(on_host, db):
 
 
 @pytest.mark.p1
-@pytest.mark.database
 @fix("recover-corrupted-database", "recover")
 def test_database_passes_quick_check(on_host, db):
     """Database corruption: PRAGMA quick_check finds errors.
@@ -133,7 +137,6 @@ def test_database_passes_quick_check(on_host, db):
 
 
 @pytest.mark.p2
-@pytest.mark.database
 @fix("fix-database-issues", "reindex")
 def test_database_passes_integrity_check(on_host, db):
     """Database integrity check failed.
@@ -149,7 +152,6 @@ def test_database_passes_integrity_check(on_host, db):
 
 
 @pytest.mark.p2
-@pytest.mark.database
 @fix("escalate")
 def test_database_foreign_keys_are_consistent(on_host, db):
     """Foreign key constraint violations."""
@@ -163,7 +165,6 @@ def test_database_foreign_keys_are_consistent(on_host, db):
 
 
 @pytest.mark.p2
-@pytest.mark.database
 @fix("fix-database-issues", "database_locked", kb="database_locked")
 def test_database_is_not_locked(on_host, db):
     """Database is currently locked.
@@ -178,7 +179,6 @@ def test_database_is_not_locked(on_host, db):
 
 
 @pytest.mark.p3
-@pytest.mark.database
 @fix("resolve-performance-issues", "slow_database")
 @pytest.mark.parametrize("table", ["work_orders", "dispensers"])
 def test_database_counts_rows_quickly(on_host, db, table):
@@ -196,7 +196,6 @@ def test_database_counts_rows_quickly(on_host, db, table):
 
 
 @pytest.mark.p4
-@pytest.mark.database
 @fix("fix-database-issues", "vacuum")
 def test_database_free_pages_are_under_ratio(on_host, db):
     """Database has many unused pages."""
@@ -211,7 +210,6 @@ def test_database_free_pages_are_under_ratio(on_host, db):
 
 
 @pytest.mark.p4
-@pytest.mark.database
 @fix("resolve-performance-issues", "slow_database")
 def test_database_tables_are_under_large_table_rows(on_host, db):
     """Large table detected."""

@@ -5,10 +5,10 @@ import pytest
 from fixtures.expect import expect
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.frontend
 
 
 @pytest.mark.p1
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "server_not_running")
 def test_frontend_page_answers_200_with_html(frontend):
     """Page not loading: cannot connect to frontend server, connection timeout, or no valid HTML."""
@@ -23,7 +23,6 @@ def test_frontend_page_answers_200_with_html(frontend):
 
 
 @pytest.mark.p2
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "server_not_running")
 def test_frontend_dev_server_is_running(on_host, processes):
     """No frontend development server process found."""
@@ -33,7 +32,6 @@ def test_frontend_dev_server_is_running(on_host, processes):
 
 
 @pytest.mark.p3
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "server_not_running")
 def test_frontend_dev_server_is_not_duplicated(on_host, processes):
     """Multiple frontend processes found."""
@@ -45,7 +43,6 @@ def test_frontend_dev_server_is_not_duplicated(on_host, processes):
 
 
 @pytest.mark.p3
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "dependency_issues", kb="frontend_build_errors")
 def test_frontend_dependencies_are_installed(npm_ls_run):
     """Missing npm dependencies (npm ls reports problems)."""
@@ -53,7 +50,6 @@ def test_frontend_dependencies_are_installed(npm_ls_run):
 
 
 @pytest.mark.p3
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
 def test_frontend_typescript_compiles(tsc_run):
     """TypeScript compilation errors found (tsc --noEmit)."""
@@ -61,7 +57,6 @@ def test_frontend_typescript_compiles(tsc_run):
 
 
 @pytest.mark.p3
-@pytest.mark.frontend
 @fix("fix-frontend-issues", "build_errors", kb="frontend_build_errors")
 def test_frontend_build_succeeds(build_run):
     """npm run build fails.
@@ -72,7 +67,6 @@ def test_frontend_build_succeeds(build_run):
 
 
 @pytest.mark.p1
-@pytest.mark.frontend
 @fix("escalate")
 def test_frontend_bundle_contains_no_secret(target, frontend):
     """Security breach: a secret (the JWT secret, the test user's password) is served in the frontend's scripts."""

@@ -1,19 +1,15 @@
 """Performance issues and services: diagnose-performance.sh and the detection rules for resources and services."""
 
-import os
-import shutil
-import subprocess
-
 import pytest
 
 from fixtures.expect import depends_on, expect
-from observe.processes import read_pid_file
+from observe import services
 
 fix = pytest.mark.fix
+pytestmark = pytest.mark.performance
 
 
 @pytest.mark.p2
-@pytest.mark.performance
 @fix("resolve-performance-issues", "high_cpu")
 def test_system_cpu_is_under_threshold(on_host, system):
     """High CPU usage.
@@ -30,7 +26,6 @@ def test_system_cpu_is_under_threshold(on_host, system):
 
 
 @pytest.mark.p2
-@pytest.mark.performance
 @fix("resolve-performance-issues", "high_memory")
 def test_system_memory_is_under_threshold(on_host, system):
     """High memory usage."""
@@ -42,7 +37,6 @@ def test_system_memory_is_under_threshold(on_host, system):
 
 
 @pytest.mark.p2
-@pytest.mark.performance
 @fix("resolve-performance-issues", "disk_io")
 def test_disk_usage_is_under_threshold(on_host, system):
     """Low disk space."""
@@ -56,7 +50,6 @@ def test_disk_usage_is_under_threshold(on_host, system):
 
 
 @pytest.mark.p3
-@pytest.mark.performance
 @fix("fix-backend-issues", "performance_issues")
 def test_api_latency_is_under_threshold(on_host, api):
     """Slow response times."""
@@ -76,13 +69,11 @@ def test_api_latency_is_under_threshold(on_host, api):
 
 
 @pytest.mark.p3
-@pytest.mark.performance
 @fix("resolve-performance-issues", "disk_io")
 def test_log_files_are_under_size_limit(on_host, logs):
     """Log files that might be too large (find /logs -name '*.jsonl' -size +100M)."""
-    files, problems = logs.files("all")
     limit = on_host.thresholds.log_max_bytes
-    big = [(p, p.stat().st_size) for p in files if p.stat().st_size > limit]
+    big = logs.oversized(limit)
     expect(
         not big,
         f"observed {', '.join(f'{p} ({n / 2**20:.1f} MiB)' for p, n in big)}, expected each at most "
@@ -90,7 +81,6 @@ def test_log_files_are_under_size_limit(on_host, logs):
     )
 
 
-@pytest.mark.performance
 @pytest.mark.parametrize(
     "service",
     [
@@ -105,17 +95,12 @@ def test_service_is_active(on_host, processes, service):
 
     Uses systemd when the profile names a unit and systemd runs the host, otherwise the pid file and process rule.
     """
-    unit = getattr(on_host, f"{service}_unit")
-    # sd_booted(): systemd manages this host only if /run/systemd/system exists.
-    if unit and shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
-        try:
-            done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=5)
-            state = (done.stdout.strip() or done.stderr.strip())[:200]
-        except subprocess.TimeoutExpired:
-            state = "no answer from systemctl within 5 s"
-        expect(state == "active", f"observed systemctl is-active {unit}: {state or 'unknown'}, expected active")
+    unit = services.systemd_unit(on_host, service)
+    if unit:
+        state = services.unit_state(unit)
+        expect(state == "active", f"observed systemctl is-active {unit}: {state}, expected active")
         return
-    pid = read_pid_file(on_host.pid_dir, service)
+    pid = services.read_pid(services.pid_file(on_host, service))
     matches = processes.matching(getattr(on_host, f"{service}_process"), getattr(on_host, f"{service}_cwd"))
     how = f"pid file {on_host.pid_dir}/{service}.pid" if on_host.pid_dir else "no pid_dir"
     expect(

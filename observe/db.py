@@ -12,12 +12,14 @@ of taking the write lock itself.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import stat
 import struct
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -77,22 +79,46 @@ class Database:
         self._locked: str | None = None
 
     # -- the file ----------------------------------------------------------
-    def stat(self) -> os.stat_result | None:
+    def file(self) -> os.stat_result | None:
+        """The database path's stat (None when it does not exist)."""
         try:
             return self.path.stat()
         except OSError:
             return None
+
+    @property
+    def exists(self) -> bool:
+        return self.file() is not None
+
+    @property
+    def is_directory(self) -> bool:
+        st = self.file()
+        return st is not None and stat.S_ISDIR(st.st_mode)
+
+    @property
+    def size(self) -> int | None:
+        st = self.file()
+        return None if st is None else st.st_size
 
     def owner_can(self, bits: int) -> bool:
         """Whether the file's owner (the service account) has ``bits`` (stat.S_IRUSR / S_IWUSR).
 
         os.access() is wrong here: the suite often runs as root, for whom every file is readable and writable.
         """
-        st = self.stat()
+        st = self.file()
         return st is not None and bool(st.st_mode & bits)
 
+    @property
+    def owner_can_read(self) -> bool:
+        st = self.file()
+        return st is not None and stat.S_ISREG(st.st_mode) and bool(st.st_mode & stat.S_IRUSR)
+
+    @property
+    def owner_can_write(self) -> bool:
+        return self.owner_can(stat.S_IWUSR)
+
     def describe_mode(self) -> str:
-        st = self.stat()
+        st = self.file()
         if st is None:
             return "missing"
         return f"mode {stat.filemode(st.st_mode)} ({oct(st.st_mode & 0o777)}), owner uid {st.st_uid}"
@@ -111,11 +137,10 @@ class Database:
     def connect(self) -> sqlite3.Connection:
         """The read-only connection (opened once); DatabaseUnavailable names why it cannot be opened."""
         if self._conn is None:
-            if self.stat() is None:
+            if self.file() is None:
                 raise DatabaseUnavailable(f"{self.path} does not exist")
-            uri = f"file:{quote(str(self.path))}?mode=ro"
             try:
-                self._conn = sqlite3.connect(uri, uri=True, timeout=self.lock_timeout, check_same_thread=False)
+                self._conn = connect_ro(self.path, self.lock_timeout)
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(f"cannot open {self.path} read-only: {exc}") from None
         return self._conn
@@ -229,3 +254,61 @@ def _why(path: Path, exc: sqlite3.Error) -> str:
     if "locked" in text:
         return f"{path}: database is locked ({text})"
     return f"{path}: {text}"
+
+
+# -- whole-file observations, for the fix actions' before/after evidence ------------------
+
+
+def connect_ro(path: Path | str, timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection: it cannot create the file, write to it or take a write lock."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+
+
+def sidecars(path: Path | str) -> list[Path]:
+    """The database file and the -wal, -shm and -journal files that belong with it (existing or not)."""
+    db = Path(path)
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
+
+def user_tables(conn: sqlite3.Connection) -> list[str]:
+    return [
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+    ]
+
+
+def integrity(path: Path | str) -> list[str]:
+    """PRAGMA integrity_check lines (['ok'] when clean); errors opening the file become one line."""
+    try:
+        with closing(connect_ro(path)) as conn:
+            return [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    except sqlite3.Error as exc:
+        return [f"{exc.__class__.__name__}: {exc}"]
+
+
+def table_counts(path: Path | str) -> dict[str, int | str]:
+    """Rows per table; a table (or schema) that cannot be read maps to the error text."""
+    try:
+        with closing(connect_ro(path)) as conn:
+            out: dict[str, int | str] = {}
+            for name in user_tables(conn):
+                try:
+                    out[name] = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]
+                except sqlite3.Error as exc:
+                    out[name] = f"unreadable: {exc}"
+            return out
+    except sqlite3.Error as exc:
+        return {"<schema>": f"unreadable: {exc}"}
+
+
+def row_checksums(path: Path | str) -> dict[str, str]:
+    """sha256 of every table's rows in a stable order: equal before and after VACUUM / REINDEX."""
+    out = {}
+    with closing(connect_ro(path)) as conn:
+        for name in user_tables(conn):
+            digest = hashlib.sha256()
+            ncols = len(conn.execute(f'SELECT * FROM "{name}" LIMIT 0').description)
+            order = ", ".join(str(i) for i in range(1, ncols + 1))
+            for row in conn.execute(f'SELECT * FROM "{name}" ORDER BY {order}'):
+                digest.update(repr(row).encode())
+            out[name] = digest.hexdigest()
+    return out

@@ -123,6 +123,10 @@ class Frontend:
                 http.close()
         return self._scripts
 
+    def has_node_modules(self) -> bool:
+        """Whether the source tree has its node_modules directory (installed dependencies)."""
+        return (self.dir / "node_modules").is_dir()
+
     def npm_ls(self) -> Run:
         """`npm ls --depth=0`, once per run."""
         return self._result("npm_ls")

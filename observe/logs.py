@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -71,6 +72,22 @@ class Tail:
         extra += [f"read capped at {self.bytes_read} bytes, counts are lower bounds"] if self.capped else []
         extra += self.problems
         return f"files: {names or 'none'}" + ("; " + "; ".join(extra) if extra else "")
+
+
+@dataclass
+class Outcomes:
+    """Automation attempts in a window and how many failed, with the tail they were read from."""
+
+    attempts: int
+    failed: int
+    tail: Tail
+
+    @property
+    def failure_percent(self) -> float:
+        return 100 * self.failed / self.attempts if self.attempts else 0.0
+
+    def as_dict(self) -> dict:
+        return {"attempts": self.attempts, "failed": self.failed, "read": self.tail.evidence()}
 
 
 def parse_line(raw: bytes, zone: tzinfo) -> Entry | None:
@@ -175,6 +192,24 @@ class Logs:
                     found.add(path)
         return sorted(found), problems
 
+    def oversized(self, limit: int) -> list[tuple[Path, int]]:
+        """(file, size) of the logs of [logs] all larger than ``limit`` bytes."""
+        sizes = []
+        for path in self.files("all")[0]:
+            try:
+                sizes.append((path, path.stat().st_size))
+            except OSError:
+                continue  # rotated away between the glob and the stat
+        return [(path, size) for path, size in sizes if size > limit]
+
+    def automation_outcomes(self, window: timedelta) -> Outcomes:
+        """The automation attempts in the last ``window`` and how many of them failed."""
+        attempt = re.compile(self.profile.logs.automation_attempt)
+        failure = re.compile(self.profile.logs.automation_failure)
+        tail = self.since("automation", window, keep=lambda e: is_automation_attempt(e, attempt))
+        failed = sum(1 for e in tail.entries if is_automation_failure(e, failure))
+        return Outcomes(len(tail.entries), failed, tail)
+
     def since(
         self, category: str, window: timedelta, now: datetime | None = None, keep: Callable[[Entry], bool] | None = None
     ) -> Tail:
@@ -243,12 +278,18 @@ class Logs:
             tail.malformed += len(orphans)
             tail.bytes_read += counter[0]
 
-    def newest_mtime(self, category: str) -> tuple[Path | None, float | None]:
-        paths, _ = self.files(category)
-        if not paths:
+    def newest(self, category: str) -> tuple[Path | None, float | None]:
+        """The category's most recently written file and its age in hours (None, None when there is none)."""
+        written = []
+        for path in self.files(category)[0]:
+            try:
+                written.append((path.stat().st_mtime, path))
+            except OSError:
+                continue  # rotated away between the glob and the stat
+        if not written:
             return None, None
-        newest = max(paths, key=lambda p: p.stat().st_mtime)
-        return newest, newest.stat().st_mtime
+        mtime, path = max(written)
+        return path, (time.time() - mtime) / 3600
 
 
 def is_automation_attempt(entry: Entry, attempt: re.Pattern) -> bool:

@@ -30,6 +30,10 @@ class Proc:
         return f"pid {self.pid} ({self.cmdline[:80] or self.name})"
 
 
+class ProcessesUnavailable(Exception):
+    """The process table cannot be read (e.g. /proc hidden or denied); str() is one line."""
+
+
 class Processes:
     """A snapshot of the process table, taken when first needed, plus per-process CPU samples."""
 
@@ -37,6 +41,12 @@ class Processes:
         self.taken = time.monotonic()
         self.procs: dict[int, Proc] = {}
         self._handles: dict[int, psutil.Process] = {}
+        try:
+            self._snapshot()
+        except psutil.Error as exc:
+            raise ProcessesUnavailable(f"cannot list processes: {exc}") from None
+
+    def _snapshot(self) -> None:
         for handle in psutil.process_iter(["pid", "ppid", "name", "cmdline", "cwd", "status"]):
             info = handle.info
             if info.get("status") == psutil.STATUS_ZOMBIE:
@@ -60,10 +70,10 @@ class Processes:
         }
         return [p for p in found.values() if p.ppid not in found]
 
-    def instances(self, pattern: str, exclude_descendants_of: int | None = None) -> list[Proc]:
+    def instances(self, pattern: str) -> list[Proc]:
         """Top-level processes whose name contains ``pattern`` (a browser, not its zygote and renderers),
-        optionally not below ``exclude_descendants_of``."""
-        own = self.descendants(exclude_descendants_of) if exclude_descendants_of else set()
+        not counting the suite's own (its browser probe)."""
+        own = self.descendants(os.getpid())
         found = {p.pid: p for p in self.procs.values() if pattern in p.name and p.pid not in own}
         return [p for p in found.values() if p.ppid not in found]
 
@@ -127,3 +137,23 @@ def _same(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
     except OSError:
         return False
+
+
+def top_processes(key: str, n: int = 5) -> list[str]:
+    """The ``n`` processes using the most CPU (sampled over 0.5 s) or memory (RSS); read-only."""
+    procs = list(psutil.process_iter(["name", "memory_info"]))
+    if key == "cpu":
+        for p in procs:
+            try:
+                p.cpu_percent(None)  # the first call only starts the sample
+            except psutil.Error:
+                pass
+        time.sleep(0.5)
+    rows = []
+    for p in procs:
+        try:
+            value = p.cpu_percent(None) if key == "cpu" else p.info["memory_info"].rss / 2**20
+        except (psutil.Error, AttributeError):
+            continue
+        rows.append((value, f"pid {p.pid} {p.info['name']}: {value:.0f}{'% cpu' if key == 'cpu' else ' MiB'}"))
+    return [label for _, label in sorted(rows, reverse=True)[:n]]

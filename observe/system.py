@@ -9,9 +9,11 @@ taken out: a health check must not report its own load as the host's.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -72,3 +74,31 @@ def take_sample(disk_path: str, start: Mark | None = None) -> Sample:
         disk_percent, disk_detail = None, f"{disk_path}: {exc.strerror}"
     memory_detail = f"{(mem.total - mem.available) / 2**30:.1f} GiB in use of {mem.total / 2**30:.1f} GiB"
     return Sample(cpu, window, mem.percent, memory_detail, disk_percent, disk_detail)
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    """Space on the filesystem holding ``path`` (as an unprivileged writer sees it: root's reserve excluded)."""
+
+    path: str
+    free: int
+    total: int
+
+    @property
+    def free_percent(self) -> float:
+        return 100 * self.free / self.total if self.total else 0.0
+
+    def describe(self) -> str:
+        return (
+            f"{self.path}: {self.free / 2**20:.1f} MiB free of {self.total / 2**20:.1f} MiB "
+            f"({self.free_percent:.1f}% free)"
+        )
+
+
+def filesystem_of(path: str | os.PathLike) -> Filesystem:
+    """The filesystem holding ``path``, or its nearest existing parent (a missing database still has a disk)."""
+    here = Path(path)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    st = os.statvfs(here)
+    return Filesystem(str(here), st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)

@@ -36,10 +36,10 @@ from pathlib import Path
 import pytest
 from _pytest.runner import runtestprotocol
 
-from remediation.catalog import SEVERITIES
-from remediation.outcomes import ATTEMPTS, WAIVED, Results, rank
+from remediation.contract import SEVERITIES
+from remediation.results import ATTEMPTS, WAIVED, rank, results_of
 
-pytest_plugins = ["remediation.outcomes"]
+pytest_plugins = ["remediation.results"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WAIVERS = ROOT / "waivers.toml"
@@ -91,12 +91,7 @@ class GateState:
     waivers: list[Waiver]
     today: dt.date
     maintenance_until: dt.datetime | None
-    results: Results
     downgraded: int = 0  # failures that no longer fail the run because of --exit-severity
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Registered as a plugin in pytest_configure so every report of this run reaches ``results``."""
-        self.results.add(report)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,15 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
         waivers=load_waivers(path) if explicit or path.is_file() else [],
         today=dt.date.today(),
         maintenance_until=parse_maintenance(config, dt.datetime.now(dt.UTC)),
-        results=Results(),
     )
-    config.pluginmanager.register(config.stash[STATE_KEY], "fossawork-gate-state")
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(STATE_KEY, None)
-    if state is not None and config.pluginmanager.is_registered(state):
-        config.pluginmanager.unregister(state)
 
 
 def maintenance_until(config: pytest.Config) -> dt.datetime | None:
@@ -236,7 +223,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash[STATE_KEY]
     if state.exit_severity is None or session.exitstatus != pytest.ExitCode.TESTS_FAILED:
         return
-    failed = state.results.with_status("failed")
+    failed = results_of(session.config).with_status("failed")
     threshold = rank(state.exit_severity)
     if failed and all(c.rank > threshold for c in failed):
         state.downgraded = len(failed)
@@ -252,11 +239,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"{state.exit_severity.upper()}; exit status 0",
             yellow=True,
         )
-    confirmed = [c for c in state.results.checks.values() if c.attempts > 1]
+    results = results_of(config)
+    confirmed = [c for c in results.checks.values() if c.attempts > 1]
     for check in confirmed:
         verdict = "failed every attempt" if check.status == "failed" else f"{check.status} on the last attempt"
         tr.write_line(f"confirm: {check.nodeid} {verdict} ({check.attempts} attempts)")
-    for check in state.results.with_status("waived"):
+    for check in results.with_status("waived"):
         w = check.waiver
         tr.write_line(f"waived: {check.nodeid} failed, waived until {w['expires']} by {w['owner']}: {w['reason']}")
     for waiver in state.waivers:

@@ -1,17 +1,15 @@
-"""The remediation plugin: fix resolution per failing check, incident reports, and ``--remediate``.
+"""The remediation plugin: options, the incident of the run, ``--remediate``, and the report writers.
 
-On every process (xdist workers included) each health check's report gets
-its catalog entry in ``report.user_properties`` (so it crosses xdist) and its
-failure text redacted. Only on the controller does :class:`IncidentRecorder`
-gather the results and, when the run checked something, write
-``<report dir>/incident-<UTC stamp>-<suffix>.json`` / ``.html`` and refresh
-``latest.json`` / ``latest.html``.
+On the controller (or in a plain run) :class:`IncidentRecorder` reads the
+run's :class:`~remediation.results.Results` when the session finishes, runs
+``--remediate`` when asked, builds the incident once and has every writer
+(``pytest_fossawork_write_report``: JSON, HTML) write it as
+``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +17,15 @@ from pathlib import Path
 import pytest
 
 from observe.secrets import redact, register
-from remediation import hooks, runner
-from remediation.catalog import describe, is_health_check, marker_fix
-from remediation.incident import build
-from remediation.safety import AUDIT_LOG, DEFAULT_REPORT_DIR
+from remediation import hooks, remediate
+from remediation.actions.core import AUDIT_LOG
+from remediation.contract import is_health_check, marker_fix
+from remediation.reports.incident import build
+from remediation.results import results_of
+from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, report_dir, write_atomically
 
-CHECK_PROPERTY = "fossawork_check"
+pytest_plugins = ["remediation.results"]
+
 RECORDER = "fossawork-incident"
 
 HELP_REMEDIATE = (
@@ -32,13 +33,11 @@ HELP_REMEDIATE = (
     "are only reported), then re-run exactly the failed checks and record fixed / still failing."
 )
 HELP_REPORT_DIR = (
-    f"Directory of incident reports, latest.*, the audit log and locks "
-    f"(default: {DEFAULT_REPORT_DIR.name}/ in the repo; env FOSSAWORK_REPORT_DIR)."
+    f"Directory of incident reports, latest.*, the audit log and alert state "
+    f"(default: {DEFAULT_REPORT_DIR.name}/ in the repo; env {REPORT_DIR_ENV})."
 )
 HELP_NO_REPORT = "Write no incident report for this run."
 HELP_RECHECK_RESULT = "Write {node id: outcome} of this run as JSON to PATH (used by --remediate's re-check)."
-
-_CHECK_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -64,13 +63,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: the HTML path must be set before pytest-html's own pytest_configure reads it.
     if hasattr(config, "workerinput"):
         return
-    from remediation import report_html, report_json
+    from remediation.reports import html_report, json_report
 
-    config.pluginmanager.register(IncidentRecorder(config), RECORDER)
+    recorder = IncidentRecorder(config)
+    config.pluginmanager.register(recorder, RECORDER)
     # Named so a team can replace one with `-p no:fossawork-html` or unregister it in conftest.py.
-    config.pluginmanager.register(runner, "fossawork-remediate")
-    config.pluginmanager.register(report_json, "fossawork-json")
-    config.pluginmanager.register(report_html.IncidentHtml(config), "fossawork-html")
+    config.pluginmanager.register(remediate, "fossawork-remediate")
+    config.pluginmanager.register(json_report, "fossawork-json")
+    config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -89,49 +89,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(plugin)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
-    if is_health_check(item):
-        if _CHECK_KEY not in item.stash:
-            from fixtures.target import item_target
-
-            item.stash[_CHECK_KEY] = {**describe(item).as_dict(), "target": item_target(item)}
-        report.user_properties.append((CHECK_PROPERTY, item.stash[_CHECK_KEY]))
-        _redact_report(report)
-    return report
-
-
-def _redact_report(report: pytest.TestReport) -> None:
-    """Mask secrets in the failure text and captured output before any reporter (or xdist) sees them."""
-    if report.failed and report.longrepr is not None:
-        text = str(report.longrepr)
-        if redact(text) != text:
-            report.longrepr = redact(text)
-    report.sections = [(title, redact(content)) for title, content in report.sections]
-
-
-def check_of(report) -> dict | None:
-    """The catalog entry a health check's report carries, or None for other tests."""
-    return dict(report.user_properties).get(CHECK_PROPERTY)
-
-
-def incident_of(config: pytest.Config) -> dict | None:
-    """The run's incident record once built (for report writers), else None."""
-    recorder = config.pluginmanager.get_plugin(RECORDER)
-    return recorder.incident if recorder else None
-
-
 class IncidentRecorder:
-    """Controller-side: gathers check results, runs --remediate, has the incident written."""
+    """Controller-side: runs --remediate, builds the incident from the run's results, has it written."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.started = datetime.now(UTC)
         self.run_id = f"{self.started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-        option = config.getoption("report_dir") or os.environ.get("FOSSAWORK_REPORT_DIR")
-        self.report_dir = Path(option) if option else DEFAULT_REPORT_DIR
-        self.results: dict[str, dict] = {}
+        self.report_dir = report_dir(config.getoption("report_dir"))
         self.incident: dict | None = None
         self.written: list[Path] = []
         # pytest-html writes incident-<run>.html itself; runs that check nothing drop it (see collection_finish).
@@ -152,27 +117,11 @@ class IncidentRecorder:
                     self.config.pluginmanager.unregister(plugin)
             self.html_path = None
 
-    # -- results -----------------------------------------------------------
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        check = check_of(report)
-        if check is None:
-            return
-        result = self.results.setdefault(report.nodeid, {"check": check, "outcome": None, "phase": "", "message": ""})
-        if report.failed and result["outcome"] != "failed":
-            result.update(outcome="failed", phase=report.when, message=redact(report.longreprtext))
-        elif report.skipped and result["outcome"] is None:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            result.update(outcome="skipped", phase=report.when, message=redact(reason))
-        elif report.passed and report.when == "call" and result["outcome"] is None:
-            result.update(outcome="passed", phase="call")
-
-    def _results(self) -> list[dict]:
-        return [{**r, "outcome": r["outcome"] or "skipped"} for r in self.results.values()]
-
     def wants_report(self) -> bool:
         """An incident is written only for runs that checked something (not for self-tests or --runbook)."""
         opt = self.config.getoption
-        return bool(self.results) and not (opt("no_incident_report") or opt("runbook") or opt("collectonly"))
+        checked = results_of(self.config).health_checks()
+        return bool(checked) and not (opt("no_incident_report") or opt("runbook") or opt("collectonly"))
 
     # -- session end ---------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -180,10 +129,9 @@ class IncidentRecorder:
         # Before the other implementations: pytest-html renders its summary from self.incident.
         if self.wants_report():
             self._register_target_secrets()
-            remediation = (
-                runner.remediate(self.config, self, self._results()) if self.config.getoption("remediate") else None
-            )
-            self.incident = self._build(remediation)
+            checks = results_of(self.config).health_checks()
+            summary = remediate.remediate(self.config, self, checks) if self.config.getoption("remediate") else None
+            self.incident = self._build(checks, summary)
         try:
             return (yield)
         finally:
@@ -207,14 +155,14 @@ class IncidentRecorder:
             for name, tp in targets(self.config).items()
         }
 
-    def _build(self, remediation: dict | None) -> dict:
+    def _build(self, checks, remediation: dict | None) -> dict:
         return build(
             run_id=self.run_id,
             started=self.started,
             finished=datetime.now(UTC),
             args=[redact(a) for a in self.config.invocation_params.args],
             targets=self.target_info(),
-            results=self._results(),
+            results=checks,
             remediation=remediation,
             audit=self._audit_entries(),
         )
@@ -230,7 +178,8 @@ class IncidentRecorder:
     def _finish(self) -> None:
         recheck = self.config.getoption("recheck_result")
         if recheck:
-            Path(recheck).write_text(json.dumps({k: r["outcome"] for k, r in self.results.items()}))
+            outcomes = {c.nodeid: c.outcome for c in results_of(self.config).health_checks()}
+            write_atomically(Path(recheck), json.dumps(outcomes))
         if self.incident is not None:
             stem = f"incident-{self.run_id}"
             results = self.config.hook.pytest_fossawork_write_report(
@@ -238,23 +187,28 @@ class IncidentRecorder:
             )
             self.written = [Path(p) for p in results if p]
             for path in self.written:
-                publish_latest(path)
+                write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
         elif self.html_path is not None and self.html_path.exists():
             self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None and self.incident is not None:
             tr.ensure_newline()
             tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
-            for line in runner.summary_lines(self.incident):
+            for line in summary_lines(self.incident):
                 tr.write_line(line)
             for path in self.written:
                 tr.write_line(f"incident report: {path}")
 
 
-def publish_latest(path: Path) -> Path:
-    """Copy ``path`` to ``latest<ext>`` beside it with an atomic replace (readers never see half a file)."""
-    latest = path.with_name("latest" + path.suffix)
-    tmp = path.with_name(f".latest-{secrets.token_hex(4)}{path.suffix}")
-    tmp.write_bytes(path.read_bytes())
-    os.replace(tmp, latest)
-    return latest
+def summary_lines(incident: dict) -> list[str]:
+    """Terminal lines about the incident: deadline, each failure's fix and, after --remediate, its outcome."""
+    lines = [f"respond by {incident['response_deadline']}"] if incident["response_deadline"] else []
+    for failure in incident["failures"]:
+        fix = failure["fix"]["command"] or "escalate: a human decides"
+        line = f"{failure['severity'].upper()} {failure['id']}: {fix}"
+        if failure["remediation"]:
+            line += f" -> {failure['remediation']['recheck'] or failure['remediation']['action']}"
+        lines.append(line)
+    if incident["remediation"]["requested"]:
+        lines.append(f"remediation: {incident['remediation']['status']}")
+    return lines

@@ -19,7 +19,7 @@ import pytest
 MAIN = Path(__file__).resolve().parent.parent
 
 INNER_CONFTEST = """
-pytest_plugins = ["fixtures.target", "remediation.gate", "remediation.alerts", "remediation.metrics"]
+pytest_plugins = ["fixtures.target", "remediation.gate", "remediation.notify.alerts", "remediation.notify.metrics"]
 
 
 def pytest_addoption(parser):
@@ -33,16 +33,6 @@ addopts = --strict-markers --target-file=targets.toml --target=prod --report-dir
     -p no:cacheprovider -p no:anyio -p no:benchmark -p no:hypothesispytest
 # The repo's modules are already imported by the outer run, so they cannot be rewritten again: expected.
 filterwarnings = ignore::pytest.PytestAssertRewriteWarning
-markers =
-    p1: critical
-    p2: high
-    p3: medium
-    p4: low
-    backend: component
-    database: component
-    frontend: component
-    performance: component
-    fix(script, issue_type='', kb=''): the fix
 """
 
 INNER_CHECKS = '''

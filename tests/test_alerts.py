@@ -1,11 +1,11 @@
-"""remediation.alerts: one page per new problem, one resolve per recovery, bounded cost, never a failed run."""
+"""remediation.notify.alerts: one page per new problem, one resolve per recovery, bounded cost, never a failed run."""
 
 import json
 import time
 
 from production_support import receiver, silent_receiver, suite  # noqa: F401 (fixtures)
 
-from remediation import alerts
+from remediation.notify import alerts
 
 
 def test_a_persisting_failure_pages_once_and_its_recovery_resolves(suite, receiver):  # noqa: F811

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from remediation.scripts import SCRIPTS
+from remediation.scripts import scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 INNER_CONFTEST = 'pytest_plugins = ["fixtures.target", "remediation.catalog", "remediation.plugin"]\n'
-MARKERS = "p1 p2 p3 p4 backend frontend database auth performance automation fix".split()
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def project(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("FOSSAWORK_REPORT_DIR", str(pytester.path / "reports"))
     pytester.makeconftest(INNER_CONFTEST)
-    pytester.makeini("[pytest]\nmarkers =\n" + "".join(f"    {m}\n" for m in MARKERS))
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
     pytester.path.joinpath("targets.toml").write_text('[local]\ndescription = "inner"\n')
     pytester.mkdir("health")
     return pytester
@@ -168,14 +167,14 @@ def test_runbook_md_is_in_sync_with_the_checks():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (ROOT / "RUNBOOK.md").read_text(), (
-        "RUNBOOK.md is out of date: run `python -m remediation.catalog > RUNBOOK.md`"
+        "RUNBOOK.md is out of date: run `python3 -m remediation.catalog --write`"
     )
 
 
 def test_every_script_type_has_a_knowledge_base_entry():
     from remediation import knowledge
 
-    for script, types in SCRIPTS.items():
+    for script, types in scripts().items():
         for issue_type in types:
             assert knowledge.entry(script, issue_type)["solutions"]
     for name in ("backend_not_starting", "frontend_build_errors", "database_locked"):

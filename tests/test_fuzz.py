@@ -17,7 +17,7 @@ from hostile_servers import write_targets
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fixtures import logs as logs_module
+from observe import logs as logs_module
 from observe.logs import Logs, parse_line, zone_of
 from observe.profile import SCHEMA, Profile, ProfileError, resolve, toml_value
 

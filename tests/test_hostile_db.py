@@ -60,7 +60,7 @@ def test_every_database_probe_raises_only_database_unavailable(tmp_path, kind):
     before = _listing(tmp_path)
     database = Database(resolve(targets, "bad", environ={}))
     probes = {
-        "stat": database.stat,
+        "file": database.file,
         "owner_can": lambda: database.owner_can(0o400),
         "describe_mode": database.describe_mode,
         "header": database.header,

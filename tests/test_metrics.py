@@ -1,4 +1,4 @@
-"""remediation.metrics: the Prometheus textfile is complete, parseable and replaced atomically."""
+"""remediation.notify.metrics: the Prometheus textfile is complete, parseable and replaced atomically."""
 
 import time
 

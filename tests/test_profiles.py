@@ -91,7 +91,8 @@ def test_secrets_come_from_the_environment_or_env_file_never_the_profile(tmp_pat
 
 def test_the_repo_targets_file_documents_every_key():
     text = (ROOT / "targets.toml").read_text()
-    assert text.endswith(profile.example()), "regenerate the reference block of targets.toml from profile.example()"
+    stale = "the reference block of targets.toml is out of date: run `python3 -m remediation.catalog --write`"
+    assert text.endswith(profile.example()), stale
     for name in ("local", "local-v2", "sandbox", "sandbox-v2"):
         profile.resolve(ROOT / "targets.toml", name, environ={})
 

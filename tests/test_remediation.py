@@ -5,18 +5,24 @@ import hashlib
 import io
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import import_module
 from pathlib import Path
 
 import pytest
 
 from observe import profile as profiles
-from remediation import safety
-from remediation.scripts import SCRIPTS, module_name
+from observe.db import integrity, row_checksums
+from remediation import cli
+from remediation.actions import core
+from remediation.actions.database import backup_database
+from remediation.scripts import module_name, scripts
 
-ALL_FIXES = [(s, t) for s, types in SCRIPTS.items() for t in types]
+ROOT = Path(__file__).resolve().parent.parent
+
+ALL_FIXES = [(s, t) for s, types in scripts().items() for t in types]
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -110,11 +116,10 @@ def run_script(tmp_path, script, issue_type, *extra):
         str(tmp_path / "reports"),
         *extra,
     ]
-    fixes = import_module(module_name(script)).FIXES
     import contextlib
 
     with contextlib.redirect_stdout(out):
-        code = safety.main(script, fixes, argv)
+        code = cli.main(module_name(script), argv)
     return code, out.getvalue()
 
 
@@ -132,9 +137,15 @@ def profile_of(tmp_path):
     return profiles.resolve(tmp_path / "targets.toml", "t")
 
 
-def test_every_script_module_implements_exactly_its_issue_types():
-    for script, types in SCRIPTS.items():
-        assert set(import_module(module_name(script)).FIXES) == set(types), script
+@pytest.mark.parametrize("script", sorted(scripts()))
+def test_every_script_runs_as_a_module_offering_exactly_its_registered_issue_types(script):
+    done = subprocess.run(
+        [sys.executable, "-m", module_name(script), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    types = [t for t in scripts()[script] if t]
+    offered = done.stdout.split("{", 1)[1].split("}", 1)[0].split(",") if types else []
+    assert offered == types, done.stdout
 
 
 @pytest.mark.parametrize("script,issue_type", ALL_FIXES, ids=[f"{s}/{t}" if t else s for s, t in ALL_FIXES])
@@ -143,26 +154,26 @@ def test_dry_run_changes_nothing_on_disk(tmp_path, tree, script, issue_type):
     code, output = run_script(tmp_path, script, issue_type)
     assert snapshot(tree) == before
     assert "dry-run" in output
-    assert code in (safety.EXIT_OK, safety.EXIT_FAILED), output
-    audit = (tmp_path / "reports" / safety.AUDIT_LOG).read_text()
+    assert code in (core.EXIT_OK, core.EXIT_FAILED), output
+    audit = (tmp_path / "reports" / core.AUDIT_LOG).read_text()
     assert '"dry_run": true' in audit and '"dry_run": false' not in audit
 
 
 def test_the_backup_is_made_online_and_verified(tmp_path, tree):
-    r = safety.Remediation(profile_of(tmp_path), "fix-database-issues", "vacuum", True, tmp_path / "reports")
-    backup = safety.backup_database(r)
+    r = core.Remediation(profile_of(tmp_path), "fix-database-issues", "vacuum", True, tmp_path / "reports")
+    backup = backup_database(r)
     assert backup.parent == tree / "backups"
-    assert safety.integrity(backup) == ["ok"]
-    assert safety.row_checksums(backup) == safety.row_checksums(tree / "backend/fossawork_v2.db")
+    assert integrity(backup) == ["ok"]
+    assert row_checksums(backup) == row_checksums(tree / "backend/fossawork_v2.db")
     assert backup.stat().st_mode & 0o777 == 0o600
 
 
 def test_vacuum_keeps_every_row_and_shrinks_the_file(tmp_path, tree):
     db = tree / "backend/fossawork_v2.db"
-    rows, size = safety.row_checksums(db), db.stat().st_size
+    rows, size = row_checksums(db), db.stat().st_size
     code, output = run_script(tmp_path, "fix-database-issues", "vacuum", "--execute")
     assert code == 0, output
-    assert safety.row_checksums(db) == rows
+    assert row_checksums(db) == rows
     assert db.stat().st_size < size
     assert len(list((tree / "backups").glob("fossawork_v2-*.db"))) == 1
 
@@ -179,7 +190,7 @@ def test_vacuum_refuses_a_corrupt_database_and_touches_nothing(tmp_path, tree):
     corrupt(tree / "backend/fossawork_v2.db")
     before = snapshot(tree)
     code, output = run_script(tmp_path, "fix-database-issues", "vacuum", "--execute")
-    assert code == safety.EXIT_FAILED
+    assert code == core.EXIT_FAILED
     assert "run recover-corrupted-database instead of VACUUM" in output
     assert snapshot(tree) == before
 
@@ -191,7 +202,7 @@ def test_corruption_recovery_quarantines_the_original_and_reports_rows(tmp_path,
     assert code == 0, output
     quarantined = list((tree / "backups" / "quarantine").glob("*/fossawork_v2.db"))
     assert len(quarantined) == 1 and quarantined[0].read_bytes() == damaged  # the evidence, byte for byte
-    assert safety.integrity(db) == ["ok"]
+    assert integrity(db) == ["ok"]
     assert "rows per table before -> after" in output
     assert "'users': {'before': 20, 'after': 20, 'lost': 0}" in output
 
@@ -222,9 +233,9 @@ def test_permissions_are_made_private(tmp_path, tree):
 
 def test_a_second_remediation_acts_on_nothing(tmp_path, tree):
     before = snapshot(tree)
-    with safety.RemediationLock(tmp_path / "reports", profile_of(tmp_path)):
+    with core.RemediationLock(tmp_path / "reports", profile_of(tmp_path)):
         code, output = run_script(tmp_path, "fix-database-issues", "vacuum", "--execute")
-    assert code == safety.EXIT_BUSY
+    assert code == core.EXIT_BUSY
     assert f"remediation in progress (pid {os.getpid()})" in output
     assert snapshot(tree) == before
 
@@ -245,5 +256,5 @@ def test_the_service_is_stopped_by_its_pid_file_only(tmp_path, tree):
 def test_secrets_from_the_env_file_never_reach_output_or_audit(tmp_path, tree):
     code, output = run_script(tmp_path, "fix-automation-issues", "credential_issues", "--execute")
     assert code == 0, output
-    for text in (output, (tmp_path / "reports" / safety.AUDIT_LOG).read_text()):
+    for text in (output, (tmp_path / "reports" / core.AUDIT_LOG).read_text()):
         assert "s3cr3t-value-for-tests-0123456789" not in text

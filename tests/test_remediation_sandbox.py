@@ -10,7 +10,9 @@ import psutil
 import pytest
 
 from observe import profile as profiles
-from remediation import safety
+from observe.db import integrity, row_checksums
+from observe.logs import Logs
+from observe.services import orphaned_browsers
 from remediation.scripts import module_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +84,7 @@ def test_backend_down_is_restarted_and_rechecked_fixed(live):
 
 def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):
     sb, path, profile, reports = live("api_500")
-    before = safety.row_checksums(Path(profile.db_path))
+    before = row_checksums(Path(profile.db_path))
     argv = [
         sys.executable,
         "-m",
@@ -108,16 +110,16 @@ def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):
     ], done.stdout
     assert incident["failures"][0]["remediation"]["recheck"] == "fixed", done.stdout
     assert incident["remediation"]["fixes"][0]["fix"] == "fix-backend-issues/api_errors"
-    assert safety.row_checksums(Path(profile.db_path)) == before
+    assert row_checksums(Path(profile.db_path)) == before
 
 
 def test_a_bloated_database_is_vacuumed_with_every_row_kept(live):
     sb, path, profile, reports = live("db_bloated")
     db = Path(profile.db_path)
-    rows, size = safety.row_checksums(db), db.stat().st_size
+    rows, size = row_checksums(db), db.stat().st_size
     code, output = fix(path, reports, "fix-database-issues", "vacuum")
     assert code == 0, output
-    assert safety.row_checksums(db) == rows
+    assert row_checksums(db) == rows
     assert db.stat().st_size < size
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
@@ -129,7 +131,7 @@ def test_a_corrupted_database_is_recovered_and_the_original_quarantined(live):
     damaged = db.read_bytes()
     code, output = fix(path, reports, "recover-corrupted-database", "recover")
     assert code == 0, output
-    assert safety.integrity(db) == ["ok"]
+    assert integrity(db) == ["ok"]
     quarantined = list((Path(profile.backup_dir) / "quarantine").glob(f"*/{db.name}"))
     assert [q.read_bytes() == damaged for q in quarantined] == [True]
     assert "rows per table before -> after" in output
@@ -137,12 +139,12 @@ def test_a_corrupted_database_is_recovered_and_the_original_quarantined(live):
 
 def test_oversized_logs_are_rotated_and_compressed(live):
     sb, path, profile, reports = live("log_oversized")
-    big = safety.oversized_logs(profile)
+    big = [path for path, _ in Logs(profile).oversized(profile.thresholds.log_max_bytes)]
     assert big
     sizes = {p: p.stat().st_size for p in big}
     code, output = fix(path, reports, "resolve-performance-issues", "disk_io")
     assert code == 0, output
-    assert safety.oversized_logs(profile) == []
+    assert Logs(profile).oversized(profile.thresholds.log_max_bytes) == []
     for log, size in sizes.items():
         archive = next(log.parent.glob(log.name + ".*.gz"))
         import gzip
@@ -153,7 +155,7 @@ def test_oversized_logs_are_rotated_and_compressed(live):
 
 def test_zombie_browsers_are_ended_by_pid(live):
     sb, path, profile, reports = live("browser_zombies")
-    orphans = [p.pid for p in safety.orphaned_browsers(profile)]
+    orphans = [p.pid for p in orphaned_browsers(profile)]
     assert len(orphans) >= 6
     code, output = fix(path, reports, "fix-automation-issues", "browser_issues")
     assert f"end orphaned browsers by pid: {', '.join(map(str, orphans))}" in output

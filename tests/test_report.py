@@ -10,7 +10,7 @@ import pytest
 from remediation import plugin as remediation_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "remediation" / "incident.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "remediation" / "reports" / "incident.schema.json").read_text())
 
 PASSWORD = "hunter2-very-secret-password"
 JWT_SECRET = "jwt-signing-secret-0123456789abcdef"
@@ -62,10 +62,6 @@ def project(pytester, monkeypatch):
     monkeypatch.setenv("FOSSAWORK_TEST_PASSWORD", PASSWORD)
     monkeypatch.setenv("SECRET_KEY", JWT_SECRET)
     pytester.makeconftest('pytest_plugins = ["fixtures.target", "remediation.catalog", "remediation.plugin"]\n')
-    pytester.makeini(
-        "[pytest]\nmarkers =\n"
-        + "".join(f"    {m}\n" for m in "p1 p2 p3 p4 backend frontend database auth performance automation fix".split())
-    )
     pytester.path.joinpath("targets.toml").write_text('[local]\ndescription = "inner test target"\n')
     pytester.mkdir("health").joinpath("test_checks.py").write_text(CHECKS)
     return pytester

@@ -2,70 +2,139 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from pathlib import Path
+from datetime import timedelta
 
-from remediation import safety
-from remediation.safety import Remediation
+from observe.browser import launch
+from observe.files import credential_store, secret_files
+from observe.http import connectivity
+from observe.logs import Logs
+from remediation import cli
+from remediation.actions.browser import end_orphaned_browsers
+from remediation.actions.core import Remediation
+from remediation.actions.files import fix_permissions
+from remediation.scripts import fix_type
 
 
+@fix_type(
+    title="Browser automation failing",
+    symptoms=[
+        "Too many browser processes running",
+        "Browser launch fails",
+    ],
+    causes=[
+        "Orphaned browsers from crashed automation runs",
+        "Missing browser binary",
+    ],
+    solutions=[
+        "End orphaned browser processes (parent gone or pid 1) by pid",
+        "Test a headless launch of browser_executable",
+    ],
+    unsafe_in_runbook=[
+        "pkill -f chromium ends every browser on the host, including live automation runs",
+        "playwright install downloads browsers: we use the system Chromium",
+    ],
+)
 def browser_issues(r: Remediation) -> None:
     """End orphaned browsers by pid and test a headless launch of the system browser (no downloads)."""
-    safety.end_orphaned_browsers(r)
-    r.observe("headless launch of " + r.profile.browser_executable, lambda: safety.browser_launch(r.profile))
+    end_orphaned_browsers(r)
+    r.observe(
+        "headless launch of " + r.profile.browser_executable,
+        lambda: launch(r.profile.browser_executable, r.profile.timeouts.browser).detail,
+    )
 
 
+@fix_type(
+    title="WorkFossa unreachable",
+    symptoms=[
+        "WorkFossa not accessible",
+        "WorkFossa connectivity error",
+    ],
+    causes=[
+        "DNS failure",
+        "Network or proxy outage",
+        "WorkFossa outage",
+    ],
+    solutions=[
+        "Resolve the host name, open a TCP connection and send an HTTPS HEAD (read-only)",
+        "Escalate to networking or WorkFossa when it fails",
+    ],
+    unsafe_in_runbook=[],
+)
 def workfossa_connectivity(r: Remediation) -> None:
     """DNS, TCP and HTTPS towards WorkFossa, read-only; a failure is for networking to fix."""
-    result = r.observe(f"connectivity to {r.profile.workfossa_url}", lambda: safety.connectivity(r.profile))
+    result = r.observe(
+        f"connectivity to {r.profile.workfossa_url}",
+        lambda: connectivity(
+            r.profile.workfossa_url, r.profile.timeouts.connect, r.profile.timeouts.workfossa, r.profile.verify_tls
+        ),
+    )
     if not isinstance(result, dict) or any(v.startswith("failed") for v in result.values()):
         r.fail("WorkFossa is not reachable from this host: escalate to networking / WorkFossa support")
 
 
-def _failure_summary(r: Remediation) -> dict[str, int]:
-    attempt, failure = re.compile(r.profile.logs.automation_attempt), re.compile(r.profile.logs.automation_failure)
-    attempts = failures = 0
-    for pattern in r.profile.logs.automation:
-        for path in Path(r.profile.log_dir).glob(pattern):
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - r.profile.logs.tail_bytes))
-                for line in f.read().decode(errors="replace").splitlines():
-                    if '"status"' in line or attempt.search(line):
-                        attempts += 1
-                        failures += bool('"failed"' in line or failure.search(line))
-    return {"attempts": attempts, "failures": failures}
-
-
+@fix_type(
+    title="High automation failure rate",
+    symptoms=[
+        "High automation failure rate",
+        "Form automation failures >50%",
+    ],
+    causes=[
+        "WorkFossa changed its pages",
+        "Orphaned browsers",
+        "Expired credentials",
+    ],
+    solutions=[
+        "Summarise recent failures from the automation logs (read-only)",
+        "End orphaned browsers by pid",
+        "Test a headless browser launch",
+        "The automation queue is never cleared automatically: a human decides",
+    ],
+    unsafe_in_runbook=[
+        "clear-automation-queue.py discards queued work orders",
+    ],
+)
 def high_failure_rate(r: Remediation) -> None:
     """Summarise recent failures, end orphaned browsers, test a launch; the automation queue is left to a human."""
-    r.observe("automation attempts / failures in the log tails", lambda: _failure_summary(r))
+    window = timedelta(hours=r.profile.thresholds.automation_log_max_age_hours)
+    r.observe(f"automation attempts / failures in the last {window}", lambda: automation_summary(r, window))
     browser_issues(r)
     r.observe("automation queue", lambda: "not cleared: queued work orders are data, a human decides")
 
 
-def _describe(path: Path) -> str:
-    st = path.stat()
-    return f"{path.name} {st.st_size} B mode {st.st_mode & 0o777:o}"
+def automation_summary(r: Remediation, window: timedelta) -> dict:
+    """What the failure-rate checks read: the same window, through the same observer."""
+    return Logs(r.profile).automation_outcomes(window).as_dict()
 
 
+@fix_type(
+    title="Credential storage issues",
+    symptoms=[
+        "Credentials directory not found",
+        "No credential files found",
+        "Credentials directory not readable",
+    ],
+    causes=[
+        "Wrong permissions",
+        "Files removed",
+    ],
+    solutions=[
+        "List credential files by name, size and mode (never contents)",
+        "chmod: owner read/write, no group/other bits",
+    ],
+    unsafe_in_runbook=[
+        "ls -la prints into shared logs; contents are never read",
+    ],
+)
 def credential_issues(r: Remediation) -> None:
     """List credential files by name, size and mode (never contents) and make them private."""
-    creds = Path(r.profile.credentials_dir) if r.profile.credentials_dir else None
-    if creds is None:
+    if not r.profile.credentials_dir:
         r.observe("credentials", lambda: f"kept in table {r.profile.credentials_table!r}; nothing on disk to check")
         return
-    r.observe(f"files in {creds}", lambda: [_describe(p) for p in sorted(creds.iterdir())])
-    paths = [creds, *sorted(creds.rglob("*"))] if creds.is_dir() else [creds]
-    safety.fix_permissions(r, paths)
+    store = credential_store(r.profile.credentials_dir)
+    r.observe(f"files in {store.path}", lambda: [f"{name} {size} B mode {mode:o}" for name, size, mode in store.files])
+    fix_permissions(r, [p for p in secret_files(r.profile) if store.path in (p, *p.parents)])
 
-
-FIXES = {
-    "browser_issues": browser_issues,
-    "workfossa_connectivity": workfossa_connectivity,
-    "high_failure_rate": high_failure_rate,
-    "credential_issues": credential_issues,
-}
 
 if __name__ == "__main__":
-    sys.exit(safety.main("fix-automation-issues", FIXES))
+    sys.exit(cli.main(__spec__.name))

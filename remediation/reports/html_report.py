@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 from html import escape
 from pathlib import Path
 
@@ -10,22 +10,22 @@ import pytest
 
 from observe.secrets import redact
 from remediation import knowledge
+from remediation.results import CHECK_PROPERTY, user_property
 from remediation.scripts import command
+from remediation.storage import write_atomically
 
 
 class IncidentHtml:
     """Hook implementations that add the incident to pytest-html's report; registered on the controller only."""
 
-    def __init__(self, config: pytest.Config):
+    def __init__(self, config: pytest.Config, recorder):
         self.config = config
+        self.recorder = recorder  # the run's IncidentRecorder: its incident, and where pytest-html writes
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
         """Incident summary at the top: severity, deadline, target, counts, remediation."""
-        from remediation.plugin import incident_of
-
-        incident = incident_of(self.config)
-        if incident is not None:
-            prefix.append(summary_html(incident))
+        if self.recorder.incident is not None:
+            prefix.append(summary_html(self.recorder.incident))
 
     def pytest_html_results_table_header(self, cells):
         """Severity, component and fix columns after the test id."""
@@ -49,23 +49,19 @@ class IncidentHtml:
     @pytest.hookimpl
     def pytest_fossawork_write_report(self, config, incident, report_dir, stem):
         """Finish ``stem.html`` (pytest-html's file) with a last redaction pass over the whole page."""
-        from remediation.plugin import RECORDER
-
-        recorder = config.pluginmanager.get_plugin(RECORDER)
+        recorder = self.recorder
         source = recorder.html_path or (Path(recorder.user_html) if recorder.user_html else None)
         if source is None or not source.exists():
             return None
         path = Path(report_dir) / f"{stem}.html"
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(redact(source.read_text(encoding="utf-8")), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_atomically(path, redact(source.read_text(encoding="utf-8")))
 
 
 def check_of(report) -> dict | None:
-    from remediation.plugin import check_of as of
-
-    return of(report)
+    """The catalog entry a health check's report carries, or None for other tests."""
+    raw = user_property(report, CHECK_PROPERTY)
+    entry = json.loads(raw) if raw is not None else {}
+    return entry if "id" in entry else None
 
 
 def summary_html(incident: dict) -> str:

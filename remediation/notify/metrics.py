@@ -21,16 +21,16 @@ controller writes it.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from fixtures.target import targets
-from remediation.outcomes import Results
+from remediation.results import Results, results_of
 
-pytest_plugins = ["remediation.outcomes"]
+pytest_plugins = ["remediation.results"]
 
 HELP_TEXTFILE = (
     "Write the results in Prometheus text format to PATH (atomically), for node_exporter's textfile collector "
@@ -48,6 +48,7 @@ METRICS = {
     ),
     "fossawork_health_run_duration_seconds": "Seconds the last health run took.",
 }
+PER_CHECK = {"fossawork_health_check_up", "fossawork_health_check_waived", "fossawork_health_check_duration_seconds"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,45 +68,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(plugin)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _value(number: float) -> str:
-    return "NaN" if math.isnan(number) else repr(float(number))
-
-
-def render(names: list[str], results: Results, finished: float, duration: float) -> str:
-    """The exposition text for the run's targets ``names``: HELP and TYPE once per metric, then its samples."""
-    samples: dict[str, list[tuple[str, float]]] = {name: [] for name in METRICS}
+def render(names: list[str], results: Results, finished: float, duration: float) -> CollectorRegistry:
+    """The run's gauges for the targets ``names`` (a fresh registry: only this run's samples)."""
+    registry = CollectorRegistry()
+    check_labels = ("target", "check", "component", "severity")
+    gauges = {
+        name: Gauge(name, help_text, check_labels if name in PER_CHECK else ("target",), registry=registry)
+        for name, help_text in METRICS.items()
+    }
     for check in results.checks.values():
-        labels = (
-            f'target="{_label(check.target)}",check="{_label(check.nodeid)}",'
-            f'component="{_label(check.component or "")}",severity="{_label(check.severity or "")}"'
-        )
+        labels = (check.target, check.nodeid, check.component or "", check.severity or "")
         up = {"passed": 1.0, "failed": 0.0, "waived": 0.0}.get(check.status, math.nan)
-        samples["fossawork_health_check_up"].append((labels, up))
-        samples["fossawork_health_check_waived"].append((labels, 1.0 if check.status == "waived" else 0.0))
-        samples["fossawork_health_check_duration_seconds"].append((labels, check.duration))
+        gauges["fossawork_health_check_up"].labels(*labels).set(up)
+        gauges["fossawork_health_check_waived"].labels(*labels).set(1.0 if check.status == "waived" else 0.0)
+        gauges["fossawork_health_check_duration_seconds"].labels(*labels).set(check.duration)
     for target in names:
-        run_labels = f'target="{_label(target)}"'
-        samples["fossawork_health_last_run_timestamp_seconds"].append((run_labels, finished))
-        samples["fossawork_health_incident_severity"].append((run_labels, float(results.incident_rank(target))))
-        samples["fossawork_health_run_duration_seconds"].append((run_labels, duration))
-    lines = []
-    for name, help_text in METRICS.items():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{{{labels}}} {_value(value)}" for labels, value in samples[name]]
-    return "\n".join(lines) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # node_exporter reads only *.prom files, so the temporary name must not end in .prom.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        gauges["fossawork_health_last_run_timestamp_seconds"].labels(target).set(finished)
+        gauges["fossawork_health_incident_severity"].labels(target).set(float(results.incident_rank(target)))
+        gauges["fossawork_health_run_duration_seconds"].labels(target).set(duration)
+    return registry
 
 
 class TextfileWriter:
@@ -114,17 +95,16 @@ class TextfileWriter:
     def __init__(self, config: pytest.Config, path: Path):
         self.config = config
         self.path = path
-        self.results = Results()
         self.started = time.monotonic()
         self.error: str | None = None
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.results.add(report)
-
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        text = render(list(targets(self.config)), self.results, time.time(), time.monotonic() - self.started)
+        results = results_of(self.config)
+        registry = render(list(targets(self.config)), results, time.time(), time.monotonic() - self.started)
         try:
-            write_atomically(self.path, text)
+            # write_to_textfile writes a temporary file beside PATH and renames it: the collector never sees half.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(self.path), registry)
         except OSError as exc:
             # The checks' results matter more than the metrics: report, do not crash the run.
             self.error = f"{exc.__class__.__name__}: {exc}"
@@ -133,4 +113,5 @@ class TextfileWriter:
         if self.error:
             terminalreporter.write_line(f"prometheus textfile {self.path} NOT written: {self.error}", red=True)
         else:
-            terminalreporter.write_line(f"prometheus textfile: {len(self.results.checks)} check(s) -> {self.path}")
+            count = len(results_of(self.config).checks)
+            terminalreporter.write_line(f"prometheus textfile: {count} check(s) -> {self.path}")

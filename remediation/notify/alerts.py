@@ -38,12 +38,12 @@ import requests
 from fixtures.target import targets
 from observe import secrets
 from remediation import gate
-from remediation.catalog import SEVERITIES
-from remediation.outcomes import CheckResult, Results, rank
+from remediation.contract import SEVERITIES
+from remediation.results import CheckResult, rank, results_of
+from remediation.storage import report_dir, write_atomically
 
-pytest_plugins = ["remediation.outcomes"]
+pytest_plugins = ["remediation.results"]
 
-ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_ENV = "FOSSAWORK_ALERT_WEBHOOK"
 STATE_FILE = "alert-state.json"
 FORMATS = ("pagerduty", "slack")
@@ -106,9 +106,8 @@ def dedup_key(target: str, nodeid: str) -> str:
 
 
 def state_path(config: pytest.Config) -> Path:
-    """``alert-state.json`` in the report directory, found as remediation.plugin finds it (else reports/)."""
-    option = config.getoption("report_dir", None) or os.environ.get("FOSSAWORK_REPORT_DIR")
-    return Path(option or ROOT / "reports") / STATE_FILE
+    """``alert-state.json`` in the run's report directory."""
+    return report_dir(config.getoption("report_dir", None)) / STATE_FILE
 
 
 @contextlib.contextmanager
@@ -141,9 +140,7 @@ def read_state(path: Path) -> tuple[dict, str | None]:
 
 def write_state(path: Path, open_alerts: dict) -> None:
     """Replace the state file atomically: a crash mid-write leaves the previous state."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 1, "open": open_alerts}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps({"version": 1, "open": open_alerts}, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 @dataclass
@@ -164,7 +161,6 @@ class Notifier:
         self.format = config.getoption("alert_format")
         self.threshold = rank(config.getoption("alert_severity"))
         self.routing_key_env = config.getoption("alert_routing_key_env")
-        self.results = Results()
         self.notes: list[str] = []
         self.open_count = 0
 
@@ -173,9 +169,6 @@ class Notifier:
         """The webhook without its path (which may be a secret), for humans."""
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}"
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.results.add(report)
 
     @pytest.hookimpl(tryfirst=True)  # before report writers read notification_results()
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -208,11 +201,11 @@ class Notifier:
     def events(self, open_alerts: dict) -> list[Event]:
         """New problems at or above the alert severity, then recoveries of checks with an open alert."""
         events = []
-        for check in sorted(self.results.with_status("failed"), key=lambda c: c.rank):
+        for check in sorted(results_of(self.config).with_status("failed"), key=lambda c: c.rank):
             key = dedup_key(check.target, check.nodeid)
             if check.rank <= self.threshold and key not in open_alerts:
                 events.append(Event("trigger", check, key))
-        for check in self.results.with_status("passed"):
+        for check in results_of(self.config).with_status("passed"):
             key = dedup_key(check.target, check.nodeid)
             if key in open_alerts:
                 events.append(Event("resolve", check, key))

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from observe.secrets import redact
-from remediation.catalog import SEVERITIES
-from remediation.safety import LOCK_FD_ENV, Busy, RemediationLock
+from remediation.actions.core import LOCK_FD_ENV, Busy, RemediationLock
+from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, Fix, command, module_name
 
 FIX_TIMEOUT_SECONDS = 900
@@ -30,13 +30,13 @@ RECHECK_TIMEOUT_SECONDS = 600
 _LOCK_KEY = pytest.StashKey[RemediationLock]()
 
 
-def ordered_fixes(failing: list[dict]) -> dict[Fix, list[str]]:
+def ordered_fixes(failing: list[CheckResult]) -> dict[Fix, list[str]]:
     """Distinct (script, issue type) of the failing checks, most severe first, with the checks each one serves."""
     out: dict[Fix, list[str]] = {}
-    for result in sorted(failing, key=lambda r: SEVERITIES.index(r["check"]["severity"])):
-        check = result["check"]
+    for result in sorted(failing, key=lambda r: r.rank):
+        check = result.check
         if check["script"] != ESCALATE:
-            out.setdefault(Fix(check["script"], check["issue_type"]), []).append(check["id"])
+            out.setdefault(Fix(check["script"], check["issue_type"]), []).append(result.nodeid)
     return out
 
 
@@ -56,27 +56,50 @@ def live_target(config: pytest.Config, workdir: Path) -> tuple[str, str, object]
     return str(tp.path), tp.name, tp.profile()
 
 
-def remediate(config: pytest.Config, recorder, results: list[dict]) -> dict:
-    """Run the fixes and the re-check; returns {status, fixes: {fix id: ...}, recheck: {node id: ...}}."""
+def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> dict:
+    """Run the fixes and the re-check; each failing result gets its ``remediation``; returns the run's summary.
+
+    The summary is {status, fixes: {fix id: ...}, recheck: {node id: ...}, targets: {name: (file, profile)}}.
+    """
     from fixtures.target import targets
 
-    failing = [r for r in results if r["outcome"] == "failed"]
+    failing = [r for r in results if r.status == "failed"]
     out = {"status": "", "fixes": {}, "recheck": {}, "targets": {}}
     if len(targets(config)) > 1:
         out["status"] = "not run: --remediate acts on one target at a time; rerun with a single --target"
-        return out
-    # The sandbox's live targets file and the re-check's result: scratch for this run only, removed with it.
-    with tempfile.TemporaryDirectory(prefix="fossawork-remediate-") as workdir:
-        return _remediate(config, recorder, failing, out, Path(workdir))
+    else:
+        # The sandbox's live targets file and the re-check's result: scratch for this run only, removed with it.
+        with tempfile.TemporaryDirectory(prefix="fossawork-remediate-") as workdir:
+            _remediate(config, recorder, failing, out, Path(workdir))
+    for result in failing:
+        result.remediation = outcome_of(result, out)
+    return out
 
 
-def _remediate(config: pytest.Config, recorder, failing: list[dict], out: dict, workdir: Path) -> dict:
+def outcome_of(result: CheckResult, out: dict) -> dict:
+    """What remediation did for one failing check: the fix run (if any) and its re-check."""
+    fix = Fix(result.check["script"], result.check["issue_type"])
+    ran = out["fixes"].get(fix.id)
+    if result.check["script"] == ESCALATE:
+        action = "escalated: nothing run"
+    else:
+        action = "ran" if ran else out["status"]
+    return {
+        "action": action,
+        "command": ran["command"] if ran else None,
+        "exit_code": ran["exit_code"] if ran else None,
+        "output": ran["output"] if ran else "",
+        "recheck": out["recheck"].get(result.nodeid),
+    }
+
+
+def _remediate(config: pytest.Config, recorder, failing: list[CheckResult], out: dict, workdir: Path) -> None:
     from fixtures.target import target_plugin
 
     live = live_target(config, workdir)
     if live is None:
         out["status"] = "not run: the sandbox profile was never started, nothing live to fix"
-        return out
+        return
     target_file, target, profile = live
     out["targets"][target_plugin(config).name] = (target_file, target)
     lock = RemediationLock(recorder.report_dir, profile)
@@ -84,7 +107,7 @@ def _remediate(config: pytest.Config, recorder, failing: list[dict], out: dict, 
         lock.acquire()
     except Busy as exc:
         out["status"] = f"{exc}: acted on nothing"
-        return out
+        return
     config.stash[_LOCK_KEY] = lock
     try:
         for fix, checks in ordered_fixes(failing).items():
@@ -107,12 +130,11 @@ def _remediate(config: pytest.Config, recorder, failing: list[dict], out: dict, 
                 "output": redact(ran["output"]),
                 "duration_seconds": round(time.monotonic() - started, 3),
             }
-        out["recheck"] = recheck(config, [r["check"]["id"] for r in failing], target_file, target, workdir)
+        out["recheck"] = recheck(config, [r.nodeid for r in failing], target_file, target, workdir)
         out["status"] = f"ran {len(out['fixes'])} fix(es), re-checked {len(failing)} check(s)"
     finally:
         lock.release()
         del config.stash[_LOCK_KEY]
-    return out
 
 
 @pytest.hookimpl(trylast=True)
@@ -158,17 +180,3 @@ def recheck(config: pytest.Config, nodeids: list[str], target_file: str, target:
     labels = {"passed": "fixed", "failed": "still failing", "skipped": "skipped on re-check"}
     missing = f"not re-checked (exit {done.returncode}: {redact(shlex.join(argv[3:6]))})"
     return {n: labels.get(outcomes.get(n), missing) for n in nodeids}
-
-
-def summary_lines(incident: dict) -> list[str]:
-    """Terminal lines about the incident: deadline, each failure's fix and, after --remediate, its outcome."""
-    lines = [f"respond by {incident['response_deadline']}"] if incident["response_deadline"] else []
-    for failure in incident["failures"]:
-        fix = failure["fix"]["command"] or "escalate: a human decides"
-        line = f"{failure['severity'].upper()} {failure['id']}: {fix}"
-        if failure["remediation"]:
-            line += f" -> {failure['remediation']['recheck'] or failure['remediation']['action']}"
-        lines.append(line)
-    if incident["remediation"]["requested"]:
-        lines.append(f"remediation: {incident['remediation']['status']}")
-    return lines

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from observe.secrets import redact_obj
 from remediation import knowledge
-from remediation.catalog import COMPONENTS, RESPONSE_MINUTES, SEVERITIES
+from remediation.contract import COMPONENTS, RESPONSE_MINUTES, SEVERITIES
+from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, command, fix_id
 
 SCHEMA_ID = "fossawork-incident/1"
@@ -14,9 +15,9 @@ OUTCOMES = ("passed", "failed", "skipped")
 MAX_OUTPUT = 20_000
 
 
-def severity_of(results: list[dict]) -> str:
+def severity_of(results: list[CheckResult]) -> str:
     """The highest P-level among failing checks, or 'healthy'."""
-    failing = {r["check"]["severity"] for r in results if r["outcome"] == "failed"}
+    failing = {r.severity for r in results if r.outcome == "failed"}
     return next((s for s in SEVERITIES if s in failing), "healthy")
 
 
@@ -27,7 +28,7 @@ def deadline(started: datetime, severity: str) -> str | None:
     return (started + timedelta(minutes=RESPONSE_MINUTES[severity])).isoformat()
 
 
-def counts(results: list[dict]) -> dict:
+def counts(results: list[CheckResult]) -> dict:
     """passed/failed/skipped in total, per severity and per component."""
     blank = lambda: dict.fromkeys(OUTCOMES, 0)  # noqa: E731
     out = {
@@ -36,15 +37,15 @@ def counts(results: list[dict]) -> dict:
         "by_component": {c: blank() for c in COMPONENTS},
     }
     for r in results:
-        out["total"][r["outcome"]] += 1
-        out["by_severity"][r["check"]["severity"]][r["outcome"]] += 1
-        out["by_component"][r["check"]["component"]][r["outcome"]] += 1
+        out["total"][r.outcome] += 1
+        out["by_severity"][r.severity][r.outcome] += 1
+        out["by_component"][r.component][r.outcome] += 1
     return out
 
 
-def failure_entry(result: dict, targets: dict, remediation: dict | None) -> dict:
+def failure_entry(result: CheckResult, targets: dict, remediation: dict | None) -> dict:
     """One failing check: what was seen, the fix to run, the knowledge-base entry, and what remediation did."""
-    check = result["check"]
+    check = result.check
     script, issue_type = check["script"], check["issue_type"]
     target = targets[check["target"]]
     target_file, target = (remediation or {}).get("targets", {}).get(target["name"], (target["source"], target["name"]))
@@ -54,8 +55,8 @@ def failure_entry(result: dict, targets: dict, remediation: dict | None) -> dict
         "component": check["component"],
         "severity": check["severity"],
         "symptom": check["symptom"],
-        "phase": result["phase"],
-        "message": result["message"],
+        "phase": result.phase,
+        "message": result.message,
         "fix": {
             "script": script,
             "issue_type": issue_type,
@@ -67,26 +68,18 @@ def failure_entry(result: dict, targets: dict, remediation: dict | None) -> dict
         "knowledge_base": knowledge.entry(script, issue_type, check["kb"]),
         "remediation": None,
     }
-    if remediation is not None:
-        ran = remediation["fixes"].get(entry["fix"]["id"])
-        entry["remediation"] = {
-            "action": "escalated: nothing run" if script == ESCALATE else ("ran" if ran else remediation["status"]),
-            "command": ran["command"] if ran else None,
-            "exit_code": ran["exit_code"] if ran else None,
-            "output": ran["output"][-MAX_OUTPUT:] if ran else "",
-            "recheck": remediation["recheck"].get(check["id"]),
-        }
+    if result.remediation is not None:
+        entry["remediation"] = {**result.remediation, "output": result.remediation["output"][-MAX_OUTPUT:]}
     return entry
 
 
 def build(*, run_id, started, finished, args, targets, results, remediation=None, audit=()) -> dict:
-    """The whole incident, redacted; ``results`` are {check, outcome, phase, message} in run order.
+    """The whole incident, redacted; ``results`` are the run's health checks in run order.
 
     ``targets`` maps profile name -> {name, description, source}; the first is the run's main target.
     """
     severity = severity_of(results)
-    failing = [r for r in results if r["outcome"] == "failed"]
-    failing.sort(key=lambda r: SEVERITIES.index(r["check"]["severity"]))
+    failing = sorted((r for r in results if r.outcome == "failed"), key=lambda r: r.rank)
     incident = {
         "schema": SCHEMA_ID,
         "run_id": run_id,

@@ -1,0 +1,169 @@
+"""Files of the target: bounded reads that never block, and the files holding secrets.
+
+Any path a profile names can be a FIFO, a device, a socket or a huge file. ``read_small``
+opens without blocking (``O_NONBLOCK``), refuses anything but a regular file and reads at
+most ``limit`` bytes, so no observation waits on a writer that never comes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from observe.db import sidecars
+from observe.profile import Profile
+
+SMALL_FILE_LIMIT = 1 << 20
+
+
+class NotARegularFile(OSError):
+    """The path is a FIFO, device, socket or directory: reading it could block or mean nothing."""
+
+
+def kind(mode: int) -> str:
+    """'FIFO', 'socket', 'directory', ... for a stat mode (what a one-line error names)."""
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return name
+    return "regular file"
+
+
+def read_small(path: str | os.PathLike, limit: int = SMALL_FILE_LIMIT) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; OSError (one line) otherwise, never a wait."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"{path} is a {kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{path} is {st.st_size} bytes, more than the {limit} this reads")
+        return os.read(fd, limit + 1)[:limit]
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A file's permission evidence: path, mode bits, owner."""
+
+    path: Path
+    mode: int
+    uid: int
+    gid: int
+    is_dir: bool
+
+    @property
+    def exposed(self) -> bool:
+        """Readable or writable by group or others."""
+        return bool(self.mode & 0o066)
+
+    def describe(self) -> str:
+        return f"{self.path} ({stat.filemode(self.mode)})"
+
+
+def mode_of(path: Path) -> Mode | None:
+    """The mode of ``path`` itself (a symlink is not followed), or None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return Mode(path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, stat.S_ISDIR(st.st_mode))
+
+
+def secret_files(profile: Profile) -> list[Path]:
+    """Where secrets live: the database and its sidecars, the .env file, the credentials directory and its tree.
+
+    One list for the check that finds exposed secrets and the fix that makes them private.
+    """
+    db = Path(profile.db_path)
+    paths = [p for p in sidecars(db) if p == db or os.path.lexists(p)]
+    if profile.env_file:
+        paths.append(Path(profile.env_file))
+    if profile.credentials_dir:
+        creds = Path(profile.credentials_dir)
+        paths.append(creds)
+        if creds.is_dir() and not creds.is_symlink():
+            paths += sorted(p for p in creds.rglob("*") if not p.is_symlink())
+    return paths
+
+
+def exposed_secret_files(profile: Profile) -> list[Mode]:
+    """The secret files readable or writable by group or others."""
+    return [m for m in map(mode_of, secret_files(profile)) if m is not None and m.exposed]
+
+
+@dataclass(frozen=True)
+class CredentialStore:
+    """The credentials directory as its owner sees it: its mode and its files (name, size, mode; never contents)."""
+
+    path: Path
+    mode: int | None  # None when missing or not a directory
+    files: tuple[tuple[str, int, int], ...]  # (name, size, mode)
+
+    @property
+    def usable(self) -> bool:
+        """A directory its owner can read, write and search, holding at least one credential file."""
+        return self.mode is not None and self.mode & 0o700 == 0o700 and bool(self.files)
+
+    def describe(self) -> str:
+        if self.mode is None:
+            return f"{self.path}: missing"
+        return f"{self.path}: mode {stat.filemode(stat.S_IFDIR | self.mode)}, {len(self.files)} credential files"
+
+
+def credential_store(path: str | os.PathLike) -> CredentialStore:
+    """Look at the credentials directory without reading any file in it."""
+    store = Path(path)
+    try:
+        st = os.stat(store)
+    except OSError:
+        return CredentialStore(store, None, ())
+    if not stat.S_ISDIR(st.st_mode):
+        return CredentialStore(store, None, ())
+    files = []
+    if st.st_mode & stat.S_IRUSR:
+        try:
+            for entry in os.scandir(store):
+                if entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    files.append((entry.name, info.st_size, stat.S_IMODE(info.st_mode)))
+        except OSError:
+            pass  # unreadable for us: reported as no files
+    return CredentialStore(store, stat.S_IMODE(st.st_mode), tuple(sorted(files)))
+
+
+def largest_files(roots: list[Path], n: int = 10, budget: int = 100_000) -> list[tuple[Path, int]]:
+    """The ``n`` largest regular files under ``roots`` (symlinks not followed, at most ``budget`` entries read)."""
+    found: list[tuple[int, Path]] = []
+    stack, seen = [Path(root) for root in roots], 0
+    while stack and seen < budget:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((entry.stat(follow_symlinks=False).st_size, Path(entry.path)))
+            except OSError:
+                continue
+    return [(path, size) for size, path in sorted(found, reverse=True)[:n]]
+
+
+def same_filesystem(path: str | os.PathLike, other: str | os.PathLike) -> bool:
+    """Whether two existing paths live on one filesystem (freeing space in one frees it for the other)."""
+    try:
+        return os.stat(path).st_dev == os.stat(other).st_dev
+    except OSError:
+        return False

@@ -1,0 +1,199 @@
+"""What every fix action shares: dry-run, the audit log, the per-target lock, one step at a time.
+
+A :class:`Remediation` runs one fix: in dry-run (the default) each action is
+printed and audited but not carried out; with ``--execute`` it is carried out.
+Observations (``r.observe``) run in both modes, through ``observe/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from observe import profile as profiles
+from observe.secrets import redact, redact_obj
+
+AUDIT_LOG = "remediation-audit.jsonl"
+LOCK_FD_ENV = "FOSSAWORK_REMEDIATION_LOCK_FD"
+EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
+
+
+class StepFailed(Exception):
+    """An action failed; the fix stops there (later actions may depend on it)."""
+
+
+class Busy(Exception):
+    """Another remediation holds the target's lock; ``pid`` is its process."""
+
+    def __init__(self, pid: str):
+        super().__init__(f"remediation in progress (pid {pid})")
+        self.pid = pid
+
+
+def stamp() -> str:
+    """UTC timestamp for file names: 20250113T101500Z."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def unique_path(directory: Path, stem: str, suffix: str = "") -> Path:
+    """``directory/stem+suffix``, or with -2, -3... appended: never an existing file."""
+    candidate, n = directory / f"{stem}{suffix}", 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = directory / f"{stem}-{n}{suffix}"
+    return candidate
+
+
+def lock_key(profile: profiles.Profile) -> str:
+    """One key per target: its profile name plus a hash of where it lives (two sandboxes named alike differ)."""
+    where = hashlib.sha1(f"{profile.db_path}|{profile.api_url}".encode()).hexdigest()[:8]
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile.name)
+    return f"{name}-{where}"
+
+
+class RemediationLock:
+    """Exclusive, non-blocking flock on ``<report_dir>/remediation-<target>.lock``.
+
+    A fix script started by the pytest plugin inherits the plugin's locked
+    descriptor (``FOSSAWORK_REMEDIATION_LOCK_FD``): it holds the same lock,
+    so the plugin and its scripts count as one remediation.
+    """
+
+    def __init__(self, report_dir: Path, profile: profiles.Profile):
+        self.path = Path(report_dir) / f"remediation-{lock_key(profile)}.lock"
+        self.fd: int | None = None
+        self._inherited = False
+
+    def acquire(self) -> RemediationLock:
+        """Take the lock or raise :class:`Busy` naming the holder's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        inherited = os.environ.get(LOCK_FD_ENV)
+        if inherited and self._same_file(int(inherited)):
+            fd, self._inherited = int(inherited), True
+        else:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if not self._inherited:
+                os.close(fd)
+            raise Busy(holder) from None
+        if not self._inherited:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            a, b = os.fstat(fd), os.stat(self.path)
+        except OSError:
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+    def release(self) -> None:
+        # The file stays: deleting a lock file lets a third process lock a different inode.
+        if self.fd is not None and not self._inherited:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RemediationLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Remediation:
+    """One fix against one target: prints and audits every action; carries them out only when ``execute``."""
+
+    def __init__(self, profile, script, issue_type, execute, report_dir, run_id="", out=None):
+        self.profile = profile
+        self.script = script
+        self.issue_type = issue_type
+        self.execute = execute
+        self.report_dir = Path(report_dir)
+        self.run_id = run_id
+        self.out = out or sys.stdout
+
+    def say(self, text: str) -> None:
+        print(redact(text), file=self.out, flush=True)
+
+    def audit(self, action: str, result: str, detail: str = "") -> None:
+        """Append one line to the audit log (redacted); the only file a dry run writes."""
+        entry = {
+            "time": now_iso(),
+            "run_id": self.run_id,
+            "target": self.profile.name,
+            "script": self.script,
+            "issue_type": self.issue_type,
+            "action": action,
+            "dry_run": not self.execute,
+            "result": result,
+            "detail": detail,
+        }
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(redact_obj(entry)) + "\n"
+        fd = os.open(self.report_dir / AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(line)
+
+    def step(self, action: str, do: Callable[[], object]) -> object:
+        """An action that changes the target: described in dry-run, carried out (and its result shown) otherwise."""
+        if not self.execute:
+            self.say(f"[dry-run] would {action}")
+            self.audit(action, "dry-run")
+            return None
+        try:
+            result = do()
+        except Exception as exc:  # every failure becomes one reported line, never a traceback
+            detail = f"{exc.__class__.__name__}: {exc}"
+            self.say(f"[failed] {action}: {detail}")
+            self.audit(action, "failed", detail)
+            raise StepFailed(f"{action}: {detail}") from exc
+        detail = "" if result is None else str(result)
+        self.say(f"[done] {action}" + (f": {detail}" if detail else ""))
+        self.audit(action, "done", detail)
+        return result
+
+    def observe(self, what: str, look: Callable[[], object]) -> object:
+        """A read-only observation: runs in dry-run too, its result is printed and audited."""
+        try:
+            result = look()
+        except Exception as exc:
+            result = f"could not observe ({exc.__class__.__name__}: {exc})"
+        self.say(f"[info] {what}: {result}")
+        self.audit(what, "observed", str(result))
+        return result
+
+    def fail(self, why: str) -> None:
+        """Stop the fix with a reason (a condition the fix must not work around)."""
+        self.say(f"[stop] {why}")
+        self.audit("stop", "failed", why)
+        raise StepFailed(why)
+
+
+def run_command(argv: list[str], timeout: float, cwd: str | None = None) -> str:
+    """Run a command; its last output lines are the result, a non-zero exit is a failed step."""
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"{shlex.join(argv)} did not finish within {timeout:g} s") from None
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+    if done.returncode:
+        raise StepFailed(f"{shlex.join(argv)} exited {done.returncode}: {tail}")
+    return tail or "ok"

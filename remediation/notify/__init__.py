@@ -1,0 +1,1 @@
+"""Notifications of a scheduled run: ``alerts`` (PagerDuty / Slack) and ``metrics`` (Prometheus textfile)."""

@@ -1,0 +1,1 @@
+"""Incident reports: the record (``incident``) and one writer per format (``json_report``, ``html_report``)."""

@@ -1,0 +1,38 @@
+"""Where the suite writes (the report directory) and how: every file it writes appears whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPORT_DIR = ROOT / "reports"
+REPORT_DIR_ENV = "FOSSAWORK_REPORT_DIR"
+
+
+def report_dir(option: str | os.PathLike | None = None) -> Path:
+    """The report directory: the option's value, else $FOSSAWORK_REPORT_DIR, else reports/ of the checkout."""
+    chosen = option or os.environ.get(REPORT_DIR_ENV)
+    return Path(chosen) if chosen else DEFAULT_REPORT_DIR
+
+
+def write_atomically(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``.
+
+    Readers (a browser on latest.html, node_exporter on a .prom file, the next run on the alert state)
+    never see half a file, and a crash leaves the previous version. The temporary name starts with a dot
+    and does not keep the suffix, so globs such as ``*.prom`` or ``incident-*.json`` never match it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
