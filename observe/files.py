@@ -167,3 +167,28 @@ def same_filesystem(path: str | os.PathLike, other: str | os.PathLike) -> bool:
         return os.stat(path).st_dev == os.stat(other).st_dev
     except OSError:
         return False
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` itself, or its nearest ancestor that exists (a missing database still has a directory)."""
+    here = Path(path)
+    while not os.path.lexists(here) and here != here.parent:
+        here = here.parent
+    return here
+
+
+def flock_holders(path: str | os.PathLike) -> list[int]:
+    """Pids holding a flock on ``path`` (from /proc/locks; empty when it cannot be read)."""
+    try:
+        st = os.stat(path)
+        text = read_small("/proc/locks", 4 << 20).decode("ascii", "replace")
+    except OSError:
+        return []
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in text.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters carry "->" and are skipped)
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == want and fields[4].isdigit():
+            pids.append(int(fields[4]))
+    return pids

@@ -13,9 +13,10 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
+
+from observe.files import nearest_existing
 
 MIN_SAMPLE = 0.2
 Mark = tuple[float, float, float]  # (monotonic, host busy CPU s, own CPU s)
@@ -97,8 +98,6 @@ class Filesystem:
 
 def filesystem_of(path: str | os.PathLike) -> Filesystem:
     """The filesystem holding ``path``, or its nearest existing parent (a missing database still has a disk)."""
-    here = Path(path)
-    while not here.exists() and here != here.parent:
-        here = here.parent
+    here = nearest_existing(path)
     st = os.statvfs(here)
     return Filesystem(str(here), st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from observe import profile as profiles
-from observe.secrets import register
-from remediation.actions.core import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy, Remediation, RemediationLock, StepFailed
+from observe.secrets import redact_obj, register
+from remediation.actions.core import (
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    Busy,
+    Refused,
+    Remediation,
+    RemediationLock,
+    StepFailed,
+)
 from remediation.scripts import module_name, registry, script_name, scripts
-from remediation.storage import report_dir
+from remediation.storage import report_dir, write_atomically
 
 
 def parse_args(script: str, argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +42,9 @@ def parse_args(script: str, argv: list[str] | None) -> argparse.Namespace:
         help="Where the audit log and the per-target lock live (default: reports/).",
     )
     parser.add_argument("--run-id", default="", help="Incident run id recorded in the audit log.")
+    parser.add_argument(
+        "--result-file", type=Path, default=None, help="Write what the fix did (outcome, reason, loss) as JSON here."
+    )
     args = parser.parse_args(argv)
     args.issue_type = getattr(args, "issue_type", "")
     return args
@@ -65,18 +79,25 @@ def main(module: str, argv: list[str] | None = None) -> int:
     r = Remediation(profile, script, args.issue_type, args.execute, report_dir(args.report_dir), args.run_id)
     mode = "EXECUTE" if args.execute else "dry-run (add --execute to act)"
     r.say(f"{script} {args.issue_type} on target {profile.name!r}: {mode}")
-    lock = RemediationLock(r.report_dir, profile)
+    lock = RemediationLock(profile)
+    code = EXIT_OK
     try:
         if args.execute:
             lock.acquire()
         registry()[script][args.issue_type].run(r)
+        r.outcome = "completed"
     except Busy as exc:
         r.say(str(exc))
         r.audit("lock", "busy", str(exc))
-        return EXIT_BUSY
-    except StepFailed:
-        return EXIT_FAILED
+        r.outcome, r.reason, code = "refused", str(exc), EXIT_BUSY
+    except Refused as exc:
+        r.outcome, r.reason, code = "refused", str(exc), EXIT_REFUSED
+    except StepFailed as exc:
+        r.outcome, r.reason, code = "failed", str(exc), EXIT_FAILED
     finally:
         lock.release()
-    r.say(f"{script} {args.issue_type}: completed" + ("" if args.execute else " (dry-run: nothing changed)"))
-    return EXIT_OK
+        if args.result_file is not None:
+            write_atomically(args.result_file, json.dumps(redact_obj(r.result())))
+    if code == EXIT_OK:
+        r.say(f"{script} {args.issue_type}: completed" + ("" if args.execute else " (dry-run: nothing changed)"))
+    return code

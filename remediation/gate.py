@@ -223,11 +223,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash[STATE_KEY]
     if state.exit_severity is None or session.exitstatus != pytest.ExitCode.TESTS_FAILED:
         return
-    failed = results_of(session.config).with_status("failed")
+    # A failure that --remediate fixed (outcome "fixed", nothing made worse) no longer fails the run.
+    failed = [c for c in results_of(session.config).with_status("failed") if not _fixed(c)]
     threshold = rank(state.exit_severity)
     if failed and all(c.rank > threshold for c in failed):
         state.downgraded = len(failed)
         session.exitstatus = pytest.ExitCode.OK
+
+
+def _fixed(check) -> bool:
+    return (check.remediation or {}).get("outcome") == "fixed"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -15,9 +15,10 @@ def pytest_fossawork_resolve_fix(item):
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_fossawork_remediate(config, fix, target_file, target, report_dir, run_id):
+def pytest_fossawork_remediate(config, fix, target_file, target, report_dir, run_id, result_file):
     """Run one fix under ``--remediate`` (the lock is held); the default runs the fix script with --execute.
 
+    :param result_file: where the fix writes what it did (``remediation.actions.core.Remediation.result``).
     :returns: dict with ``command`` (str), ``exit_code`` (int) and ``output`` (str, redacted).
     """
 

@@ -132,6 +132,10 @@ class IncidentRecorder:
             checks = results_of(self.config).health_checks()
             summary = remediate.remediate(self.config, self, checks) if self.config.getoption("remediate") else None
             self.incident = self._build(checks, summary)
+            if summary is not None and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
+                # Only "fixed" counts as fixed: the run exits 0 when remediation left nothing failing.
+                if self.incident["remediation"]["severity_after"] == "healthy":
+                    session.exitstatus = pytest.ExitCode.OK
         try:
             return (yield)
         finally:
@@ -201,14 +205,23 @@ class IncidentRecorder:
 
 
 def summary_lines(incident: dict) -> list[str]:
-    """Terminal lines about the incident: deadline, each failure's fix and, after --remediate, its outcome."""
+    """Terminal lines about the incident: deadline, each failure's fix (dry run first) and, after --remediate,
+    its outcome; then what remediation leaves open."""
     lines = [f"respond by {incident['response_deadline']}"] if incident["response_deadline"] else []
     for failure in incident["failures"]:
-        fix = failure["fix"]["command"] or "escalate: a human decides"
-        line = f"{failure['severity'].upper()} {failure['id']}: {fix}"
-        if failure["remediation"]:
-            line += f" -> {failure['remediation']['recheck'] or failure['remediation']['action']}"
-        lines.append(line)
-    if incident["remediation"]["requested"]:
-        lines.append(f"remediation: {incident['remediation']['status']}")
+        fix = failure["fix"]
+        line = f"{failure['severity'].upper()} {failure['id']}"
+        if fix["escalate"]:
+            lines.append(f"{line}: escalate, a human decides")
+        else:
+            lines += [f"{line}:", f"    dry run: {fix['dry_run_command']}", f"    then:    {fix['command']}"]
+        done = failure["remediation"]
+        if done:
+            lines.append(f"    remediation: {done['outcome']}" + (f" ({done['reason']})" if done["reason"] else ""))
+    remediation = incident["remediation"]
+    if remediation["requested"]:
+        counts = ", ".join(f"{n} {name}" for name, n in remediation.get("counts", {}).items() if n)
+        lines.append(f"remediation: {remediation['status']}" + (f"; {counts}" if counts else ""))
+        if "severity_after" in remediation:
+            lines.append(f"after remediation: {remediation['severity_after'].upper()}")
     return lines

@@ -1,17 +1,23 @@
-"""``--remediate``: run each failing check's fix once (P1 first) under the target's lock, then re-check.
+"""``--remediate``: run each failing check's fix once (P1 first) under the target's lock, re-check, judge.
 
 Fixes run as subprocesses of their scripts (``--execute``), so an engineer
-pasting the command from the report gets exactly what the plugin ran. The
-re-check is a subprocess pytest run of exactly the failed node ids against
-the same live target (for a sandbox profile: its resolved profile written to
-a temporary targets file, while this run keeps the sandbox up).
+pasting the command from the report gets exactly what the plugin ran; each
+script writes what it did (completed, refused, failed; rows lost per table) to
+a result file. The re-check is a subprocess pytest run of every check this run
+ran, against the same live target (for a sandbox profile: its resolved profile
+written to a temporary targets file, while this run keeps the sandbox up).
+
+Each remediated failure then ends as exactly one outcome (:data:`OUTCOMES`):
+``fixed`` only when its check and every check of its component pass again and
+nothing that passed before fails now; ``fixed with loss`` when the fix reports
+rows lost; ``made worse`` when a check that passed before fails now; ``still
+failing``; ``not attempted`` (escalated, or refused, with the reason).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -56,44 +62,89 @@ def live_target(config: pytest.Config, workdir: Path) -> tuple[str, str, object]
     return str(tp.path), tp.name, tp.profile()
 
 
-def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> dict:
-    """Run the fixes and the re-check; each failing result gets its ``remediation``; returns the run's summary.
+OUTCOMES = ("fixed", "fixed with loss", "still failing", "made worse", "not attempted")
 
-    The summary is {status, fixes: {fix id: ...}, recheck: {node id: ...}, targets: {name: (file, profile)}}.
+
+def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> dict:
+    """Run the fixes, re-check every check of the run, and judge each failure; returns the run's summary.
+
+    Each failing result gets its ``remediation`` (outcome, reason, fix run, re-check). The summary is
+    {status, fixes: {fix id: ...}, recheck: {node id: status}, made_worse: [...], targets, counts}.
     """
     from fixtures.target import targets
 
     failing = [r for r in results if r.status == "failed"]
-    out = {"status": "", "fixes": {}, "recheck": {}, "targets": {}}
+    out = {"status": "", "fixes": {}, "recheck": {}, "made_worse": [], "targets": {}}
     if len(targets(config)) > 1:
         out["status"] = "not run: --remediate acts on one target at a time; rerun with a single --target"
-    else:
-        # The sandbox's live targets file and the re-check's result: scratch for this run only, removed with it.
+    elif failing:
+        # The sandbox's live targets file and the fixes' result files: scratch for this run only.
         with tempfile.TemporaryDirectory(prefix="fossawork-remediate-") as workdir:
-            _remediate(config, recorder, failing, out, Path(workdir))
+            _remediate(config, recorder, results, failing, out, Path(workdir))
+    else:
+        out["status"] = "nothing to fix"
+    before = {r.nodeid: r.status for r in results}
+    out["made_worse"] = sorted(
+        n for n, status in out["recheck"].items() if status == "failed" and before.get(n) == "passed"
+    )
     for result in failing:
-        result.remediation = outcome_of(result, out)
+        result.remediation = judge(result, results, out)
+    out["counts"] = {name: sum(r.remediation["outcome"] == name for r in failing) for name in OUTCOMES}
     return out
 
 
-def outcome_of(result: CheckResult, out: dict) -> dict:
-    """What remediation did for one failing check: the fix run (if any) and its re-check."""
+def judge(result: CheckResult, results: list[CheckResult], out: dict) -> dict:
+    """The one outcome of a remediated failure, with its reason and the evidence it rests on."""
     fix = Fix(result.check["script"], result.check["issue_type"])
     ran = out["fixes"].get(fix.id)
-    if result.check["script"] == ESCALATE:
-        action = "escalated: nothing run"
-    else:
-        action = "ran" if ran else out["status"]
-    return {
-        "action": action,
+    verdict = {
+        "outcome": "not attempted",
+        "reason": "",
         "command": ran["command"] if ran else None,
+        "dry_run_command": ran["dry_run_command"] if ran else None,
         "exit_code": ran["exit_code"] if ran else None,
         "output": ran["output"] if ran else "",
         "recheck": out["recheck"].get(result.nodeid),
+        "loss": (ran or {}).get("result", {}).get("loss", {}),
     }
+    done = (ran or {}).get("result", {})
+    if fix.script == ESCALATE:
+        return {**verdict, "reason": "escalated: the runbook has no safe fix, a human decides"}
+    if ran is None:
+        return {**verdict, "reason": out["status"] or "fix not run"}
+    if done.get("outcome") == "refused" and not done.get("changed"):
+        return {**verdict, "reason": f"refused: {done.get('reason', '')}"}
+    if out["made_worse"]:
+        return {**verdict, "outcome": "made worse", "reason": f"now failing: {', '.join(out['made_worse'])}"}
+    component = [r.nodeid for r in results if r.component == result.component]
+    still = [n for n in component if out["recheck"].get(n) == "failed"]
+    if not out["recheck"] or result.nodeid not in out["recheck"]:
+        return {**verdict, "outcome": "still failing", "reason": "not re-checked"}
+    if still:
+        return {**verdict, "outcome": "still failing", "reason": f"failing on re-check: {', '.join(still)}"}
+    if verdict["loss"]:
+        return {**verdict, "outcome": "fixed with loss", "reason": loss_text(verdict["loss"])}
+    if done.get("outcome") != "completed":
+        return {**verdict, "outcome": "still failing", "reason": f"the fix {done.get('outcome') or 'did not report'}"}
+    return {**verdict, "outcome": "fixed", "reason": f"every {result.component} check passes again"}
 
 
-def _remediate(config: pytest.Config, recorder, failing: list[CheckResult], out: dict, workdir: Path) -> None:
+def loss_text(loss: dict[str, dict]) -> str:
+    """'work_orders: 295 of 400 rows lost; dispensers: 12 new orphans' from a fix's per-table loss."""
+    parts = []
+    for table, what in sorted(loss.items()):
+        bits = []
+        if what.get("lost"):
+            bits.append(f"{what['lost']} of {what['before']} rows lost")
+        if what.get("orphans"):
+            bits.append(f"{what['orphans']} new orphans")
+        parts.append(f"{table}: {', '.join(bits) or what}")
+    return "; ".join(parts)
+
+
+def _remediate(
+    config: pytest.Config, recorder, results: list[CheckResult], failing: list[CheckResult], out: dict, workdir: Path
+) -> None:
     from fixtures.target import target_plugin
 
     live = live_target(config, workdir)
@@ -102,7 +153,7 @@ def _remediate(config: pytest.Config, recorder, failing: list[CheckResult], out:
         return
     target_file, target, profile = live
     out["targets"][target_plugin(config).name] = (target_file, target)
-    lock = RemediationLock(recorder.report_dir, profile)
+    lock = RemediationLock(profile)
     try:
         lock.acquire()
     except Busy as exc:
@@ -112,6 +163,7 @@ def _remediate(config: pytest.Config, recorder, failing: list[CheckResult], out:
     try:
         for fix, checks in ordered_fixes(failing).items():
             started = time.monotonic()
+            result_file = workdir / f"{fix.id.replace('/', '-')}.json"
             ran = config.hook.pytest_fossawork_remediate(
                 config=config,
                 fix=fix,
@@ -119,30 +171,37 @@ def _remediate(config: pytest.Config, recorder, failing: list[CheckResult], out:
                 target=target,
                 report_dir=recorder.report_dir,
                 run_id=recorder.run_id,
+                result_file=result_file,
             )
+            try:
+                done = json.loads(result_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                done = {"outcome": "failed", "reason": f"no result from the fix (exit {ran['exit_code']})"}
             out["fixes"][fix.id] = {
                 "fix": fix.id,
                 "script": fix.script,
                 "issue_type": fix.issue_type,
                 "checks": checks,
                 "command": redact(ran["command"]),
+                "dry_run_command": redact(command(fix.script, fix.issue_type, target_file, target, execute=False)),
                 "exit_code": ran["exit_code"],
                 "output": redact(ran["output"]),
+                "result": done,
                 "duration_seconds": round(time.monotonic() - started, 3),
             }
-        out["recheck"] = recheck(config, [r.nodeid for r in failing], target_file, target, workdir)
-        out["status"] = f"ran {len(out['fixes'])} fix(es), re-checked {len(failing)} check(s)"
+        out["recheck"] = recheck(config, [r.nodeid for r in results], target_file, target, workdir)
+        out["status"] = f"ran {len(out['fixes'])} fix(es), re-checked {len(results)} check(s)"
     finally:
         lock.release()
         del config.stash[_LOCK_KEY]
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_fossawork_remediate(config, fix, target_file, target, report_dir, run_id):
+def pytest_fossawork_remediate(config, fix, target_file, target, report_dir, run_id, result_file):
     """Default: run the fix script with --execute, holding (sharing) this run's lock."""
     argv = [sys.executable, "-m", module_name(fix.script), *([fix.issue_type] if fix.issue_type else [])]
     argv += ["--target-file", target_file, "--target", target, "--execute", "--report-dir", str(report_dir)]
-    argv += ["--run-id", run_id]
+    argv += ["--run-id", run_id, "--result-file", str(result_file)]
     lock = config.stash[_LOCK_KEY]
     env = {**os.environ, LOCK_FD_ENV: str(lock.fd)}
     try:
@@ -162,7 +221,7 @@ def pytest_fossawork_remediate(config, fix, target_file, target, report_dir, run
 
 
 def recheck(config: pytest.Config, nodeids: list[str], target_file: str, target: str, workdir: Path) -> dict:
-    """Re-run exactly ``nodeids`` against the live target: {node id: 'fixed' | 'still failing' | reason}."""
+    """Re-run ``nodeids`` against the live target: {node id: passed | failed | skipped}; {} when it could not run."""
     if not nodeids:
         return {}
     result_file = workdir / "recheck.json"
@@ -171,12 +230,7 @@ def recheck(config: pytest.Config, nodeids: list[str], target_file: str, target:
     argv += ["--recheck-result", str(result_file)]
     argv += ["-c", str(config.inipath)] if config.inipath else []
     try:
-        done = subprocess.run(
-            argv, cwd=config.rootpath, capture_output=True, text=True, timeout=RECHECK_TIMEOUT_SECONDS
-        )
-        outcomes = json.loads(result_file.read_text())
-    except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
-        return {n: f"not re-checked: {exc.__class__.__name__}" for n in nodeids}
-    labels = {"passed": "fixed", "failed": "still failing", "skipped": "skipped on re-check"}
-    missing = f"not re-checked (exit {done.returncode}: {redact(shlex.join(argv[3:6]))})"
-    return {n: labels.get(outcomes.get(n), missing) for n in nodeids}
+        subprocess.run(argv, cwd=config.rootpath, capture_output=True, text=True, timeout=RECHECK_TIMEOUT_SECONDS)
+        return json.loads(result_file.read_text())
+    except (subprocess.TimeoutExpired, OSError, ValueError):
+        return {}

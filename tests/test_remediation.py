@@ -233,10 +233,10 @@ def test_permissions_are_made_private(tmp_path, tree):
 
 def test_a_second_remediation_acts_on_nothing(tmp_path, tree):
     before = snapshot(tree)
-    with core.RemediationLock(tmp_path / "reports", profile_of(tmp_path)):
+    with core.RemediationLock(profile_of(tmp_path)):
         code, output = run_script(tmp_path, "fix-database-issues", "vacuum", "--execute")
     assert code == core.EXIT_BUSY
-    assert f"remediation in progress (pid {os.getpid()})" in output
+    assert f"remediation in progress (pid {os.getpid()}, lock on " in output
     assert snapshot(tree) == before
 
 

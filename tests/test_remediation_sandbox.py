@@ -77,7 +77,10 @@ def test_backend_down_is_restarted_and_rechecked_fixed(live):
     incident = json.loads((reports / "latest.json").read_text())
     assert incident["severity"] == "p1", done.stdout
     assert incident["failures"], done.stdout
-    assert {f["remediation"]["recheck"] for f in incident["failures"]} == {"fixed"}, done.stdout
+    assert {f["remediation"]["outcome"] for f in incident["failures"]} == {"fixed"}, done.stdout
+    # Only "fixed" counts as fixed, and then the run's verdict says so: exit 0, nothing left open.
+    assert done.returncode == 0, done.stdout
+    assert incident["remediation"]["severity_after"] == "healthy"
     assert incident["remediation"]["fixes"][0]["fix"] == "fix-backend-issues/api_errors"
     assert any(e["action"].startswith("start the backend") for e in incident["audit"])
 
@@ -108,7 +111,7 @@ def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):
     assert [f["id"].split("::")[-1] for f in incident["failures"]] == [
         "test_api_endpoint_answers_200_with_json[dispensers]"
     ], done.stdout
-    assert incident["failures"][0]["remediation"]["recheck"] == "fixed", done.stdout
+    assert incident["failures"][0]["remediation"]["outcome"] == "fixed", done.stdout
     assert incident["remediation"]["fixes"][0]["fix"] == "fix-backend-issues/api_errors"
     assert row_checksums(Path(profile.db_path)) == before
 

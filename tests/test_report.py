@@ -110,7 +110,14 @@ def test_the_json_report_validates_against_the_published_schema(project):
     assert first["message"].startswith("observed 500 from /api/health")
     assert second["knowledge_base"]["id"] == "fix-database-issues/vacuum"
     assert first["remediation"] is None and incident["remediation"]["requested"] is False
-    result.stdout.fnmatch_lines(["*incident P1: *", "P1 health/test_checks.py::test_api_answers_200: python3 -m *"])
+    result.stdout.fnmatch_lines(
+        [
+            "*incident P1: *",
+            "P1 health/test_checks.py::test_api_answers_200:",
+            "    dry run: python3 -m remediation.scripts.fix_backend_issues api_errors --target-file * --target local",
+            "    then:    python3 -m remediation.scripts.fix_backend_issues api_errors * --execute",
+        ]
+    )
 
 
 def test_the_deadline_follows_the_highest_failing_level(project):

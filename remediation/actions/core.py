@@ -8,7 +8,6 @@ Observations (``r.observe``) run in both modes, through ``observe/``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shlex
@@ -19,22 +18,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from observe import profile as profiles
+from observe.files import flock_holders, nearest_existing
 from observe.secrets import redact, redact_obj
 
 AUDIT_LOG = "remediation-audit.jsonl"
 LOCK_FD_ENV = "FOSSAWORK_REMEDIATION_LOCK_FD"
-EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_BUSY, EXIT_REFUSED = 0, 1, 3, 4
 
 
 class StepFailed(Exception):
     """An action failed; the fix stops there (later actions may depend on it)."""
 
 
+class Refused(StepFailed):
+    """A safety condition did not hold, so the fix changed nothing (not attempted, with the reason)."""
+
+
 class Busy(Exception):
     """Another remediation holds the target's lock; ``pid`` is its process."""
 
-    def __init__(self, pid: str):
-        super().__init__(f"remediation in progress (pid {pid})")
+    def __init__(self, pid: str, where: Path):
+        super().__init__(f"remediation in progress (pid {pid}, lock on {where})")
         self.pid = pid
 
 
@@ -56,44 +60,35 @@ def unique_path(directory: Path, stem: str, suffix: str = "") -> Path:
     return candidate
 
 
-def lock_key(profile: profiles.Profile) -> str:
-    """One key per target: its profile name plus a hash of where it lives (two sandboxes named alike differ)."""
-    where = hashlib.sha1(f"{profile.db_path}|{profile.api_url}".encode()).hexdigest()[:8]
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile.name)
-    return f"{name}-{where}"
-
-
 class RemediationLock:
-    """Exclusive, non-blocking flock on ``<report_dir>/remediation-<target>.lock``.
+    """Exclusive, non-blocking flock on the directory that holds the target's database.
 
-    A fix script started by the pytest plugin inherits the plugin's locked
-    descriptor (``FOSSAWORK_REMEDIATION_LOCK_FD``): it holds the same lock,
-    so the plugin and its scripts count as one remediation.
+    The lock belongs to the target, not to the report directory: two runs with different
+    ``--report-dir`` still find each other, and nothing is created for it (a directory can be
+    flocked as it is). A fix script started by the pytest plugin inherits the plugin's locked
+    descriptor (``FOSSAWORK_REMEDIATION_LOCK_FD``): it holds the same lock, so the plugin and
+    its scripts count as one remediation.
     """
 
-    def __init__(self, report_dir: Path, profile: profiles.Profile):
-        self.path = Path(report_dir) / f"remediation-{lock_key(profile)}.lock"
+    def __init__(self, profile: profiles.Profile):
+        self.path = nearest_existing(Path(profile.db_path).parent)
         self.fd: int | None = None
         self._inherited = False
 
     def acquire(self) -> RemediationLock:
         """Take the lock or raise :class:`Busy` naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        inherited = os.environ.get(LOCK_FD_ENV)
-        if inherited and self._same_file(int(inherited)):
+        inherited = os.environ.get(LOCK_FD_ENV, "")
+        if inherited.isdigit() and self._same_file(int(inherited)):
             fd, self._inherited = int(inherited), True
         else:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             if not self._inherited:
                 os.close(fd)
-            raise Busy(holder) from None
-        if not self._inherited:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            holders = ", ".join(map(str, flock_holders(self.path))) or "unknown"
+            raise Busy(holders, self.path) from None
         self.fd = fd
         return self
 
@@ -105,7 +100,6 @@ class RemediationLock:
         return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
     def release(self) -> None:
-        # The file stays: deleting a lock file lets a third process lock a different inode.
         if self.fd is not None and not self._inherited:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
@@ -129,6 +123,10 @@ class Remediation:
         self.report_dir = Path(report_dir)
         self.run_id = run_id
         self.out = out or sys.stdout
+        self.changed = False  # whether any step was carried out: a refusal after a change is a failure
+        self.loss: dict[str, dict] = {}  # per table: rows before/after, lost, new orphans (data fixes only)
+        self.outcome = ""  # completed, failed or refused, with ``reason``
+        self.reason = ""
 
     def say(self, text: str) -> None:
         print(redact(text), file=self.out, flush=True)
@@ -158,6 +156,7 @@ class Remediation:
             self.say(f"[dry-run] would {action}")
             self.audit(action, "dry-run")
             return None
+        self.changed = True
         try:
             result = do()
         except Exception as exc:  # every failure becomes one reported line, never a traceback
@@ -185,6 +184,22 @@ class Remediation:
         self.say(f"[stop] {why}")
         self.audit("stop", "failed", why)
         raise StepFailed(why)
+
+    def refuse(self, why: str) -> None:
+        """Stop before acting: a safety condition does not hold. After a change, it is a failure instead."""
+        if self.changed:
+            self.fail(why)
+        self.say(f"[refused] {why}")
+        self.audit("refuse", "refused", why)
+        raise Refused(why)
+
+    def record_loss(self, loss: dict[str, dict]) -> None:
+        """Per-table evidence that data was lost (rows or referential integrity): the outcome is at best a loss."""
+        self.loss.update(loss)
+
+    def result(self) -> dict:
+        """What the fix did, for the --remediate judgement: outcome, reason, per-table loss."""
+        return {"outcome": self.outcome, "reason": self.reason, "changed": self.changed, "loss": self.loss}
 
 
 def run_command(argv: list[str], timeout: float, cwd: str | None = None) -> str:

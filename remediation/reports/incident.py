@@ -73,6 +73,18 @@ def failure_entry(result: CheckResult, targets: dict, remediation: dict | None) 
     return entry
 
 
+def _after(results: list[CheckResult], remediation: dict) -> dict:
+    """What is left after --remediate: outcomes per kind, checks made worse, and the severity still open."""
+    left = [r for r in results if r.outcome == "failed" and (r.remediation or {}).get("outcome") != "fixed"]
+    worse = set(remediation["made_worse"])
+    left += [r for r in results if r.nodeid in worse]
+    return {
+        "counts": remediation["counts"],
+        "made_worse": remediation["made_worse"],
+        "severity_after": next((s for s in SEVERITIES if any(r.severity == s for r in left)), "healthy"),
+    }
+
+
 def build(*, run_id, started, finished, args, targets, results, remediation=None, audit=()) -> dict:
     """The whole incident, redacted; ``results`` are the run's health checks in run order.
 
@@ -97,6 +109,7 @@ def build(*, run_id, started, finished, args, targets, results, remediation=None
             "requested": remediation is not None,
             "status": remediation["status"] if remediation else "not requested (run with --remediate)",
             "fixes": list(remediation["fixes"].values()) if remediation else [],
+            **(_after(results, remediation) if remediation else {}),
         },
         "audit": list(audit),
     }
