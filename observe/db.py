@@ -19,6 +19,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,74 @@ def row_checksums(path: Path | str) -> dict[str, str]:
                 digest.update(repr(row).encode())
             out[name] = digest.hexdigest()
     return out
+
+
+MIN_ROWID, MAX_ROWID = -(2**63), 2**63 - 1
+
+
+def readable_rows(conn: sqlite3.Connection, table: str, gaps: list[tuple[int, int | None]]) -> Iterator[tuple]:
+    """Every row of a rowid table that sits on a readable page, in rowid order, each as (rowid, *columns).
+
+    A damaged leaf page stops a plain scan (and ``iterdump()``) at the first bad page. Here a scan that
+    fails resumes past the damage: a binary search over ``WHERE rowid > ?`` seeks through the interior
+    pages to the first rowid that can be read again. Each skipped range is appended to ``gaps`` as
+    (first, last) rowid (last None when nothing after it could be read).
+    """
+    last = MIN_ROWID  # rowid > MIN_ROWID: every row but one no table uses
+    while True:
+        progressed = False
+        try:
+            for row in conn.execute(f'SELECT rowid, * FROM "{table}" WHERE rowid > ? ORDER BY rowid', (last,)):
+                last, progressed = row[0], True
+                yield row
+            return
+        except sqlite3.DatabaseError:
+            resume = _next_readable(conn, table, last)
+            if resume is not None and not progressed and resume == last + 1:
+                resume = _next_readable(conn, table, last + 1)  # the row there is itself unreadable: skip it
+            gaps.append((last + 1, None if resume is None else resume - 1))
+            if resume is None:
+                return
+            last = resume - 1
+
+
+def _next_readable(conn: sqlite3.Connection, table: str, last: int) -> int | None:
+    """The first rowid after ``last`` that a seek can reach past the damage, or None (about 130 probes at most)."""
+
+    def probe(after: int) -> int | None | bool:
+        try:
+            found = conn.execute(
+                f'SELECT rowid FROM "{table}" WHERE rowid > ? ORDER BY rowid LIMIT 1', (after,)
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            return False  # the seek lands on the damage
+        return None if found is None else found[0]
+
+    lo, step = last, 1  # a seek past ``lo`` fails; find the smallest ``after`` whose seek succeeds
+    while True:
+        hi = min(lo + step, MAX_ROWID)
+        if probe(hi) is not False:
+            break
+        if hi == MAX_ROWID:
+            return None
+        lo, step = hi, step * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if probe(mid) is False:
+            lo = mid
+        else:
+            hi = mid
+    found = probe(hi)
+    return None if found is False else found
+
+
+def foreign_key_orphans(path: Path | str) -> dict[str, int] | None:
+    """Rows per table whose foreign key points at nothing; None when the check cannot run on this file."""
+    try:
+        with closing(connect_ro(path)) as conn:
+            out: dict[str, int] = {}
+            for table, *_ in conn.execute("PRAGMA foreign_key_check"):
+                out[table] = out.get(table, 0) + 1
+            return out
+    except sqlite3.Error:
+        return None

@@ -70,9 +70,9 @@ class Mode:
 
 
 def mode_of(path: Path) -> Mode | None:
-    """The mode of ``path`` itself (a symlink is not followed), or None when it does not exist."""
+    """The mode of ``path`` (of what a symlink points at: that is what readers get), or None when missing."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path)
     except OSError:
         return None
     return Mode(path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, stat.S_ISDIR(st.st_mode))
@@ -91,7 +91,9 @@ def secret_files(profile: Profile) -> list[Path]:
         creds = Path(profile.credentials_dir)
         paths.append(creds)
         if creds.is_dir() and not creds.is_symlink():
-            paths += sorted(p for p in creds.rglob("*") if not p.is_symlink())
+            # rglob lists symlinks but does not descend into linked directories: a fix must see the links to
+            # refuse them, and nothing outside the store is walked.
+            paths += sorted(creds.rglob("*"))
     return paths
 
 

@@ -43,6 +43,12 @@ def parse_args(script: str, argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--run-id", default="", help="Incident run id recorded in the audit log.")
     parser.add_argument(
+        "--accept-older-backup",
+        action="store_true",
+        help="recover only: install the newest verified backup when it keeps more rows than the salvage "
+        "(older data than the damaged original: rows written since the backup are lost)",
+    )
+    parser.add_argument(
         "--result-file", type=Path, default=None, help="Write what the fix did (outcome, reason, loss) as JSON here."
     )
     args = parser.parse_args(argv)
@@ -77,6 +83,7 @@ def main(module: str, argv: list[str] | None = None) -> int:
         return 2
     register_secrets(profile)
     r = Remediation(profile, script, args.issue_type, args.execute, report_dir(args.report_dir), args.run_id)
+    r.accept_older_backup = args.accept_older_backup
     mode = "EXECUTE" if args.execute else "dry-run (add --execute to act)"
     r.say(f"{script} {args.issue_type} on target {profile.name!r}: {mode}")
     lock = RemediationLock(profile)

@@ -22,7 +22,7 @@ from remediation.actions.core import AUDIT_LOG
 from remediation.contract import is_health_check, marker_fix
 from remediation.reports.incident import build
 from remediation.results import results_of
-from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, report_dir, write_atomically
+from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, evidence_dir, report_dir, write_atomically
 
 pytest_plugins = ["remediation.results"]
 
@@ -169,6 +169,7 @@ class IncidentRecorder:
             results=checks,
             remediation=remediation,
             audit=self._audit_entries(),
+            evidence=str(evidence) if (evidence := evidence_dir(self.report_dir, self.run_id)).is_dir() else None,
         )
 
     def _audit_entries(self) -> list[dict]:
@@ -202,6 +203,8 @@ class IncidentRecorder:
                 tr.write_line(line)
             for path in self.written:
                 tr.write_line(f"incident report: {path}")
+            if self.incident["evidence"]:
+                tr.write_line(f"evidence kept before the fixes: {self.incident['evidence']}")
 
 
 def summary_lines(incident: dict) -> list[str]:

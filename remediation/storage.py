@@ -36,3 +36,8 @@ def write_atomically(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def evidence_dir(report_dir: Path, run_id: str) -> Path:
+    """The incident's folder for evidence a fix is about to destroy (log lines before a restart or a rotation)."""
+    return Path(report_dir) / f"incident-{run_id}.evidence"

@@ -2,20 +2,16 @@
 
 import gzip
 import hashlib
-import io
 import os
-import sqlite3
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from remediation_support import run_script
 
 from observe import profile as profiles
 from observe.db import integrity, row_checksums
-from remediation import cli
 from remediation.actions import core
 from remediation.actions.database import backup_database
 from remediation.scripts import module_name, scripts
@@ -23,104 +19,6 @@ from remediation.scripts import module_name, scripts
 ROOT = Path(__file__).resolve().parent.parent
 
 ALL_FIXES = [(s, t) for s, types in scripts().items() for t in types]
-
-
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"<html>ok</html>")
-
-    do_HEAD = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def healthy_url():
-    """A local server answering 200 to everything: the 'service' start commands wait for."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-def make_db(path: Path, rows: int = 300) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
-        conn.execute("CREATE TABLE work_orders (id INTEGER PRIMARY KEY, site TEXT, notes TEXT)")
-        conn.execute("CREATE TABLE dispensers (id INTEGER PRIMARY KEY, work_order_id INTEGER, serial TEXT)")
-        conn.execute("CREATE INDEX wo_site ON work_orders(site)")
-        conn.executemany("INSERT INTO users VALUES (?, ?)", [(i, f"u{i}@x") for i in range(20)])
-        conn.executemany("INSERT INTO work_orders VALUES (?, ?, ?)", [(i, f"site {i}", "n" * 300) for i in range(rows)])
-        conn.executemany("INSERT INTO dispensers VALUES (?, ?, ?)", [(i, i, f"SN{i}") for i in range(rows)])
-        conn.execute("CREATE TABLE bloat (b BLOB)")
-        conn.executemany("INSERT INTO bloat VALUES (?)", [(os.urandom(4000),) for _ in range(100)])
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE bloat")  # leaves free pages for VACUUM to reclaim
-    os.chmod(path, 0o644)
-
-
-@pytest.fixture
-def tree(tmp_path, healthy_url):
-    """A target on disk: database, logs (one oversized), frontend, credentials, .env; report dir outside it."""
-    root = tmp_path / "target"
-    for d in ("backend/data/credentials", "logs/backend", "frontend", "backups", "run"):
-        (root / d).mkdir(parents=True)
-    make_db(root / "backend" / "fossawork_v2.db")
-    (root / "logs/backend/backend-errors-latest.jsonl").write_bytes(b'{"level": "ERROR", "message": "x"}\n' * 200)
-    (root / "logs/backend/small.jsonl").write_text("{}\n")
-    (root / "frontend/package.json").write_text('{"name": "f", "version": "1.0.0"}\n')
-    (root / "backend/.env").write_text("SECRET_KEY=s3cr3t-value-for-tests-0123456789\n")
-    os.chmod(root / "backend/.env", 0o644)
-    (root / "backend/data/credentials/user.json").write_text('{"user": "x"}')
-    os.chmod(root / "backend/data/credentials", 0o755)
-    os.chmod(root / "backend/data/credentials/user.json", 0o644)
-    toml = f"""[t]
-api_url = "{healthy_url}"
-frontend_url = "{healthy_url}/"
-workfossa_url = "http://127.0.0.1:9/"
-db_path = "{root}/backend/fossawork_v2.db"
-backup_dir = "{root}/backups"
-log_dir = "{root}/logs"
-credentials_dir = "{root}/backend/data/credentials"
-frontend_dir = "{root}/frontend"
-env_file = "{root}/backend/.env"
-backend_unit = ""
-frontend_unit = ""
-pid_dir = "{root}/run"
-backend_start = "true"
-frontend_start = "true"
-browser_executable = "true"
-disk_path = "{root}"
-[t.thresholds]
-log_max_bytes = 4096
-[t.timeouts]
-connect = 0.5
-"""
-    (tmp_path / "targets.toml").write_text(toml)
-    return root
-
-
-def run_script(tmp_path, script, issue_type, *extra):
-    """Run a fix script in-process; (exit code, printed output)."""
-    out = io.StringIO()
-    argv = [
-        *([issue_type] if issue_type else []),
-        "--target-file",
-        str(tmp_path / "targets.toml"),
-        "--target",
-        "t",
-        "--report-dir",
-        str(tmp_path / "reports"),
-        *extra,
-    ]
-    import contextlib
-
-    with contextlib.redirect_stdout(out):
-        code = cli.main(module_name(script), argv)
-    return code, out.getvalue()
 
 
 def snapshot(root: Path) -> dict:
@@ -154,7 +52,7 @@ def test_dry_run_changes_nothing_on_disk(tmp_path, tree, script, issue_type):
     code, output = run_script(tmp_path, script, issue_type)
     assert snapshot(tree) == before
     assert "dry-run" in output
-    assert code in (core.EXIT_OK, core.EXIT_FAILED), output
+    assert code in (core.EXIT_OK, core.EXIT_FAILED, core.EXIT_REFUSED), output
     audit = (tmp_path / "reports" / core.AUDIT_LOG).read_text()
     assert '"dry_run": true' in audit and '"dry_run": false' not in audit
 
@@ -190,7 +88,7 @@ def test_vacuum_refuses_a_corrupt_database_and_touches_nothing(tmp_path, tree):
     corrupt(tree / "backend/fossawork_v2.db")
     before = snapshot(tree)
     code, output = run_script(tmp_path, "fix-database-issues", "vacuum", "--execute")
-    assert code == core.EXIT_FAILED
+    assert code == core.EXIT_REFUSED
     assert "run recover-corrupted-database instead of VACUUM" in output
     assert snapshot(tree) == before
 
@@ -204,7 +102,7 @@ def test_corruption_recovery_quarantines_the_original_and_reports_rows(tmp_path,
     assert len(quarantined) == 1 and quarantined[0].read_bytes() == damaged  # the evidence, byte for byte
     assert integrity(db) == ["ok"]
     assert "rows per table before -> after" in output
-    assert "'users': {'before': 20, 'after': 20, 'lost': 0}" in output
+    assert "'users': {'before': 20, 'after': 20, 'orphans': 0, 'lost': 0}" in output
 
 
 def test_log_rotation_compresses_and_keeps_every_byte(tmp_path, tree):

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from observe.secrets import redact, redact_obj
 
 AUDIT_LOG = "remediation-audit.jsonl"
 LOCK_FD_ENV = "FOSSAWORK_REMEDIATION_LOCK_FD"
+# Crash tests: the process SIGKILLs itself right after its Nth carried-out step, as a power cut would.
+KILL_AFTER_STEP_ENV = "FOSSAWORK_KILL_AFTER_STEP"
 EXIT_OK, EXIT_FAILED, EXIT_BUSY, EXIT_REFUSED = 0, 1, 3, 4
 
 
@@ -124,9 +127,12 @@ class Remediation:
         self.run_id = run_id
         self.out = out or sys.stdout
         self.changed = False  # whether any step was carried out: a refusal after a change is a failure
+        self.steps_done = 0
+        self.evidence_saved = False  # the logs are copied into the incident's folder once per fix
         self.loss: dict[str, dict] = {}  # per table: rows before/after, lost, new orphans (data fixes only)
         self.outcome = ""  # completed, failed or refused, with ``reason``
         self.reason = ""
+        self.accept_older_backup = False  # recovery may install a backup older than the damaged original
 
     def say(self, text: str) -> None:
         print(redact(text), file=self.out, flush=True)
@@ -167,6 +173,9 @@ class Remediation:
         detail = "" if result is None else str(result)
         self.say(f"[done] {action}" + (f": {detail}" if detail else ""))
         self.audit(action, "done", detail)
+        self.steps_done += 1
+        if os.environ.get(KILL_AFTER_STEP_ENV) == str(self.steps_done):
+            os.kill(os.getpid(), signal.SIGKILL)
         return result
 
     def observe(self, what: str, look: Callable[[], object]) -> object:
@@ -200,6 +209,13 @@ class Remediation:
     def result(self) -> dict:
         """What the fix did, for the --remediate judgement: outcome, reason, per-table loss."""
         return {"outcome": self.outcome, "reason": self.reason, "changed": self.changed, "loss": self.loss}
+
+
+def refuse_links(r: Remediation, paths: list[Path]) -> None:
+    """Refuse (before any change) to act through a symlink: it could point anywhere outside the target."""
+    links = [str(p) for p in paths if Path(p).is_symlink()]
+    if links:
+        r.refuse(f"symlinks are not followed out of the target: {', '.join(links)}")
 
 
 def run_command(argv: list[str], timeout: float, cwd: str | None = None) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 from pathlib import Path
 
-from remediation.actions.core import Remediation, unique_path
+from remediation.actions.core import Remediation, refuse_links, unique_path
 
 
 def private_mode(mode: int, is_dir: bool) -> int:
@@ -15,13 +16,15 @@ def private_mode(mode: int, is_dir: bool) -> int:
 
 
 def fix_permissions(r: Remediation, paths: list[Path]) -> None:
+    """Owner-only modes for ``paths``; refused as a whole when any of them is a symlink (never followed)."""
+    refuse_links(r, paths)
     for path in paths:
         try:
-            st = path.stat()
+            st = path.lstat()
         except OSError:
             r.observe(f"permissions of {path}", lambda: "missing")
             continue
-        is_dir = path.is_dir()
+        is_dir = stat.S_ISDIR(st.st_mode)
         mode, want = st.st_mode & 0o7777, private_mode(st.st_mode & 0o7777, is_dir)
         if mode == want:
             r.observe(f"permissions of {path}", lambda m=mode: f"{m:o} ok")

@@ -12,6 +12,7 @@ from observe import profile as profiles
 from observe.http import Http
 from observe.services import describe_pid, pid_file, service_process, systemd_unit
 from remediation.actions.core import Remediation, StepFailed, run_command
+from remediation.actions.logs import preserve_evidence
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -34,7 +35,12 @@ def end_processes(procs: list[psutil.Process], grace: float = STOP_GRACE_SECONDS
 
 
 def stop_service(r: Remediation, which: str) -> None:
-    """Stop the backend or frontend by systemd unit or pid file; nothing else is ever signalled."""
+    """Stop the backend or frontend by systemd unit or pid file; nothing else is ever signalled.
+
+    The backend truncates its logs when it starts again: they are copied into the incident's folder first.
+    """
+    if which == "backend":
+        preserve_evidence(r)
     unit = systemd_unit(r.profile, which)
     if unit:
         r.step(f"systemctl stop {unit}", lambda: run_command(["systemctl", "stop", unit], 60))

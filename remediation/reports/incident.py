@@ -85,7 +85,7 @@ def _after(results: list[CheckResult], remediation: dict) -> dict:
     }
 
 
-def build(*, run_id, started, finished, args, targets, results, remediation=None, audit=()) -> dict:
+def build(*, run_id, started, finished, args, targets, results, remediation=None, audit=(), evidence=None) -> dict:
     """The whole incident, redacted; ``results`` are the run's health checks in run order.
 
     ``targets`` maps profile name -> {name, description, source}; the first is the run's main target.
@@ -111,6 +111,7 @@ def build(*, run_id, started, finished, args, targets, results, remediation=None
             "fixes": list(remediation["fixes"].values()) if remediation else [],
             **(_after(results, remediation) if remediation else {}),
         },
+        "evidence": evidence,
         "audit": list(audit),
     }
     return redact_obj(incident)

@@ -6,7 +6,7 @@ import sys
 
 from remediation import cli
 from remediation.actions.core import Remediation
-from remediation.actions.database import recover_database
+from remediation.actions.recovery import recover_database
 from remediation.scripts import fix_type
 
 
