@@ -1,19 +1,5 @@
-"""Wires the suite's plugins; nothing else lives here."""
+"""Wires the suite's plugins in runs without the installed entry point; pytest_fossawork_health lists them."""
 
-pytest_plugins = [
-    "fixtures.target",
-    "fixtures.api",
-    "fixtures.db",
-    "fixtures.logs",
-    "fixtures.processes",
-    "fixtures.system",
-    "fixtures.frontend",
-    "fixtures.browser",
-    "remediation.contract",
-    "remediation.results",
-    "remediation.catalog",
-    "remediation.gate",
-    "remediation.notify.alerts",
-    "remediation.notify.metrics",
-    "remediation.plugin",
-]
+import pytest_fossawork_health
+
+pytest_plugins = pytest_fossawork_health.PLUGINS
