@@ -322,56 +322,61 @@ def readable_rows(conn: sqlite3.Connection, table: str, gaps: list[tuple[int, in
     """Every row of a rowid table that sits on a readable page, in rowid order, each as (rowid, *columns).
 
     A damaged leaf page stops a plain scan (and ``iterdump()``) at the first bad page. Here a scan that
-    fails resumes past the damage: a binary search over ``WHERE rowid > ?`` seeks through the interior
+    fails resumes past the damage: a binary search over ``WHERE rowid >= ?`` seeks through the interior
     pages to the first rowid that can be read again. Each skipped range is appended to ``gaps`` as
     (first, last) rowid (last None when nothing after it could be read).
     """
-    last = MIN_ROWID  # rowid > MIN_ROWID: every row but one no table uses
+    at, last = MIN_ROWID, None
     while True:
-        progressed = False
         try:
-            for row in conn.execute(f'SELECT rowid, * FROM "{table}" WHERE rowid > ? ORDER BY rowid', (last,)):
-                last, progressed = row[0], True
+            for row in conn.execute(f'SELECT rowid, * FROM "{table}" WHERE rowid >= ? ORDER BY rowid', (at,)):
+                last = row[0]
                 yield row
             return
         except sqlite3.DatabaseError:
-            resume = _next_readable(conn, table, last)
-            if resume is not None and not progressed and resume == last + 1:
-                resume = _next_readable(conn, table, last + 1)  # the row there is itself unreadable: skip it
-            gaps.append((last + 1, None if resume is None else resume - 1))
-            if resume is None:
-                return
-            last = resume - 1
+            pass
+        # The cursor reads one row ahead, so the last good row before the damage was dropped with the error:
+        # step one row at a time (LIMIT 1 stops before the next row) until the damage itself.
+        at = at if last is None else last + 1
+        while (row := _row_at(conn, table, at)) not in (None, False):
+            last = row[0]
+            yield row
+            at = last + 1
+        if row is None:
+            return
+        resume = _next_readable(conn, table, at)
+        gaps.append((at, None if resume is None else resume - 1))
+        if resume is None:
+            return
+        at = resume
 
 
-def _next_readable(conn: sqlite3.Connection, table: str, last: int) -> int | None:
-    """The first rowid after ``last`` that a seek can reach past the damage, or None (about 130 probes at most)."""
+def _row_at(conn: sqlite3.Connection, table: str, at: int) -> tuple | None | bool:
+    """The first row with rowid >= ``at`` (None: there is none; False: the seek lands on damage)."""
+    try:
+        return conn.execute(f'SELECT rowid, * FROM "{table}" WHERE rowid >= ? ORDER BY rowid LIMIT 1', (at,)).fetchone()
+    except sqlite3.DatabaseError:
+        return False
 
-    def probe(after: int) -> int | None | bool:
-        try:
-            found = conn.execute(
-                f'SELECT rowid FROM "{table}" WHERE rowid > ? ORDER BY rowid LIMIT 1', (after,)
-            ).fetchone()
-        except sqlite3.DatabaseError:
-            return False  # the seek lands on the damage
-        return None if found is None else found[0]
 
-    lo, step = last, 1  # a seek past ``lo`` fails; find the smallest ``after`` whose seek succeeds
+def _next_readable(conn: sqlite3.Connection, table: str, at: int) -> int | None:
+    """The first rowid after the damage at ``at`` that a seek reaches, or None (about 130 probes at most)."""
+    lo, step = at, 1  # a seek to ``lo`` fails; find the smallest rowid whose seek succeeds
     while True:
         hi = min(lo + step, MAX_ROWID)
-        if probe(hi) is not False:
+        if _row_at(conn, table, hi) is not False:
             break
         if hi == MAX_ROWID:
             return None
         lo, step = hi, step * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if probe(mid) is False:
+        if _row_at(conn, table, mid) is False:
             lo = mid
         else:
             hi = mid
-    found = probe(hi)
-    return None if found is False else found
+    found = _row_at(conn, table, hi)
+    return None if found in (None, False) else found[0]
 
 
 def foreign_key_orphans(path: Path | str) -> dict[str, int] | None:

@@ -94,9 +94,16 @@ def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> di
 
 
 def judge(result: CheckResult, results: list[CheckResult], out: dict) -> dict:
-    """The one outcome of a remediated failure, with its reason and the evidence it rests on."""
+    """The one outcome of a remediated failure, with its reason and the evidence it rests on.
+
+    The re-check decides: a failure whose own fix was escalated or refused can still end fixed by another
+    fix of the run (its component passes again), and a data loss reported by any fix that served a check of
+    the same component makes it a loss.
+    """
     fix = Fix(result.check["script"], result.check["issue_type"])
     ran = out["fixes"].get(fix.id)
+    done = (ran or {}).get("result", {})
+    loss = component_loss(result.component, results, out)
     verdict = {
         "outcome": "not attempted",
         "reason": "",
@@ -105,28 +112,44 @@ def judge(result: CheckResult, results: list[CheckResult], out: dict) -> dict:
         "exit_code": ran["exit_code"] if ran else None,
         "output": ran["output"] if ran else "",
         "recheck": out["recheck"].get(result.nodeid),
-        "loss": (ran or {}).get("result", {}).get("loss", {}),
+        "loss": loss,
     }
-    done = (ran or {}).get("result", {})
     if fix.script == ESCALATE:
-        return {**verdict, "reason": "escalated: the runbook has no safe fix, a human decides"}
-    if ran is None:
-        return {**verdict, "reason": out["status"] or "fix not run"}
-    if done.get("outcome") == "refused" and not done.get("changed"):
-        return {**verdict, "reason": f"refused: {done.get('reason', '')}"}
-    if out["made_worse"]:
+        why = "escalated: the runbook has no safe fix, a human decides"
+    elif ran is None:
+        why = out["status"] or "fix not run"
+    elif done.get("outcome") == "refused" and not done.get("changed"):
+        why = f"refused: {done.get('reason', '')}"
+    else:
+        why = ""
+    if out["made_worse"] and out["fixes"]:
         return {**verdict, "outcome": "made worse", "reason": f"now failing: {', '.join(out['made_worse'])}"}
     component = [r.nodeid for r in results if r.component == result.component]
     still = [n for n in component if out["recheck"].get(n) == "failed"]
-    if not out["recheck"] or result.nodeid not in out["recheck"]:
-        return {**verdict, "outcome": "still failing", "reason": "not re-checked"}
-    if still:
-        return {**verdict, "outcome": "still failing", "reason": f"failing on re-check: {', '.join(still)}"}
-    if verdict["loss"]:
-        return {**verdict, "outcome": "fixed with loss", "reason": loss_text(verdict["loss"])}
-    if done.get("outcome") != "completed":
+    own = out["recheck"].get(result.nodeid) in ("passed", "skipped")
+    if own and loss:
+        # Rows lost or foreign keys orphaned: "fixed with loss" at best, and what still fails is named with it.
+        left = f"; still failing: {', '.join(still)}" if still else ""
+        return {**verdict, "outcome": "fixed with loss", "reason": loss_text(loss) + left}
+    if not own or still or not out["recheck"]:
+        if why:
+            return {**verdict, "reason": why}
+        reason = f"failing on re-check: {', '.join(still)}" if still else "not re-checked"
+        return {**verdict, "outcome": "still failing", "reason": reason}
+    if ran is not None and done.get("outcome") not in ("completed", "refused"):
         return {**verdict, "outcome": "still failing", "reason": f"the fix {done.get('outcome') or 'did not report'}"}
-    return {**verdict, "outcome": "fixed", "reason": f"every {result.component} check passes again"}
+    by = "" if not why else f" (its own fix {why.split(':')[0]}; fixed by the run's other fixes)"
+    return {**verdict, "outcome": "fixed", "reason": f"every {result.component} check passes again{by}"}
+
+
+def component_loss(component: str | None, results: list[CheckResult], out: dict) -> dict:
+    """The data loss reported by the fixes that served a check of ``component``."""
+    of = {r.nodeid: r.component for r in results}
+    loss: dict = {}
+    for ran in out["fixes"].values():
+        if any(of.get(check) == component for check in ran["checks"]):
+            loss.update(ran.get("result", {}).get("loss", {}))
+    return loss
 
 
 def loss_text(loss: dict[str, dict]) -> str:

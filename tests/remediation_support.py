@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from remediation import cli
@@ -11,7 +12,7 @@ from remediation.scripts import module_name
 
 
 def make_db(path: Path, rows: int = 300) -> None:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
         conn.execute("CREATE TABLE work_orders (id INTEGER PRIMARY KEY, site TEXT, notes TEXT)")
         conn.execute("CREATE TABLE dispensers (id INTEGER PRIMARY KEY, work_order_id INTEGER, serial TEXT)")
@@ -21,7 +22,7 @@ def make_db(path: Path, rows: int = 300) -> None:
         conn.executemany("INSERT INTO dispensers VALUES (?, ?, ?)", [(i, i, f"SN{i}") for i in range(rows)])
         conn.execute("CREATE TABLE bloat (b BLOB)")
         conn.executemany("INSERT INTO bloat VALUES (?)", [(os.urandom(4000),) for _ in range(100)])
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("DROP TABLE bloat")  # leaves free pages for VACUUM to reclaim
     os.chmod(path, 0o644)
 

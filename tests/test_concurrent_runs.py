@@ -1,10 +1,13 @@
 """Two runs at once against one target (cron overlapping an engineer): both finish, both report, one remediates."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from observe.profile import resolve
+from remediation.actions.core import RemediationLock
 from sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,3 +43,24 @@ def test_two_remediating_runs_at_once_both_report_and_only_one_acts(tmp_path):
         acted = [s for s in statuses if s.startswith("ran ")]
         waited = [s for s in statuses if "remediation in progress" in s]
         assert (len(acted), len(waited)) == (1, 1), statuses
+
+
+def test_the_remediation_lock_belongs_to_the_target_whatever_the_report_directory(tmp_path):
+    with Sandbox(layout="runbook", faults=["db_bloated"]) as sandbox:
+        profile = resolve(sandbox.paths["targets_file"], "live")
+
+        def remediate(reports: Path) -> dict:
+            args = [sys.executable, "-m", "pytest", "health/test_database.py", "--target-file"]
+            args += [str(sandbox.paths["targets_file"]), "--target", "live", "--remediate", "--report-dir"]
+            args += [str(reports), "-q", "-p", "no:cacheprovider"]
+            subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            return json.loads((reports / "latest.json").read_text())["remediation"]
+
+        # Another remediation of the same target, with its own report directory, holds the lock.
+        with RemediationLock(profile):
+            busy = remediate(tmp_path / "reports-a")
+        assert busy["status"].startswith(f"remediation in progress (pid {os.getpid()}"), busy
+        assert busy["fixes"] == []
+        acted = remediate(tmp_path / "reports-b")
+        assert acted["status"].startswith("ran "), acted
+        assert not list((tmp_path / "reports-b").glob("*.lock"))  # the lock leaves nothing in the report dir

@@ -30,7 +30,9 @@ def preserve_evidence(r: Remediation) -> None:
     r.evidence_saved = True
     logs = Logs(r.profile)
     files = sorted({path for category in EVIDENCE_CATEGORIES for path in logs.files(category)[0]})
-    dest = evidence_dir(r.report_dir, r.run_id or f"manual-{stamp()}")
+    # One folder per incident; inside it one per fix, as several fixes of one run may each save the logs.
+    folder = evidence_dir(r.report_dir, r.run_id or f"manual-{stamp()}")
+    dest = unique_path(folder, f"before-{r.script}" + (f"-{r.issue_type}" if r.issue_type else ""))
 
     def do() -> str:
         copied = 0

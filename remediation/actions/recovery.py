@@ -46,12 +46,17 @@ def recover_database(r: Remediation) -> None:
     state = journal.load()
     if state is not None and state.get("db") != str(db):
         r.refuse(f"{journal.path} belongs to another database ({state.get('db')}); finish or move it first")
+    if state is None and integrity(db) == ["ok"]:
+        r.refuse(f"{db} passes integrity_check: nothing to recover")
     ensure_no_writer(r, db)
     stop_service(r, "backend")
-    if state is None:
-        state = quarantine(r, db, backups, journal)
-    else:
+    if state is not None:
         r.observe("unfinished recovery resumed", lambda: f"step {state['step']} of {journal.path}")
+    if state is None or state["step"] == "quarantining":
+        # Nothing on the target moves before the install: an interrupted copy is simply made again.
+        if state is not None:
+            shutil.rmtree(state["quarantine"], ignore_errors=True)
+        state = quarantine(r, db, backups, journal)
     if not r.execute:
         r.step(
             "salvage every readable row, compare with the newest verified backup, keep the one that loses least", _no
@@ -65,8 +70,8 @@ def recover_database(r: Remediation) -> None:
         state = install(r, db, journal, state)
     r.observe("rows per table before -> after", lambda: state["report"])
     r.record_loss(loss_of(state["report"]))
-    journal.finish(state)
     start_service(r, "backend")
+    journal.finish(state)
 
 
 def _no() -> None:
@@ -331,7 +336,9 @@ def copy_verified(src: Path, dest: Path, owner: tuple[int, int, int] | None = No
         with open(src, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-                os.write(fd, chunk)
+                view = memoryview(chunk)
+                while view:  # a full disk first writes short, then raises ENOSPC
+                    view = view[os.write(fd, view) :]
         os.fsync(fd)
     except OSError:
         os.close(fd)
