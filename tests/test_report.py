@@ -2,93 +2,14 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jsonschema
-import pytest
+from report_support import JWT_SECRET, PASSWORD, ROOT, SCHEMA, incident_files, project, run  # noqa: F401 (fixture)
 
 from remediation import plugin as remediation_plugin
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "remediation" / "reports" / "incident.schema.json").read_text())
 
-PASSWORD = "hunter2-very-secret-password"
-JWT_SECRET = "jwt-signing-secret-0123456789abcdef"
-CHECKS = f'''
-import os
-import pytest
-from observe.secrets import register
-
-
-@pytest.mark.p1
-@pytest.mark.backend
-@pytest.mark.fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
-def test_api_answers_200():
-    """API endpoints returning 500 errors."""
-    password = os.environ["FOSSAWORK_TEST_PASSWORD"]
-    register(password)  # what the api fixture does with the login password
-    print("logging in with", password, "Authorization: Bearer abc.def.ghi")
-    pytest.fail(f"observed 500 from /api/health after login with {{password}}, expected 200", pytrace=False)
-
-
-@pytest.mark.p2
-@pytest.mark.database
-@pytest.mark.fix("fix-database-issues", "vacuum")
-def test_free_pages_under_ratio():
-    """Database has many unused pages."""
-    pytest.fail("observed 40 % free pages, expected at most 10 %; secret {JWT_SECRET}", pytrace=False)
-
-
-@pytest.mark.p3
-@pytest.mark.auth
-@pytest.mark.fix("escalate")
-def test_token_is_rejected():
-    """Token validation unexpected behavior."""
-
-
-@pytest.mark.p4
-@pytest.mark.performance
-@pytest.mark.fix("escalate")
-def test_skipped():
-    """Cosmetic."""
-    pytest.skip("not on this host")
-'''
-
-
-@pytest.fixture
-def project(pytester, monkeypatch):
-    """An inner project of four checks (P1 and P2 failing) whose failures contain known secrets."""
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("FOSSAWORK_TEST_PASSWORD", PASSWORD)
-    monkeypatch.setenv("SECRET_KEY", JWT_SECRET)
-    pytester.makeconftest('pytest_plugins = ["fixtures.target", "remediation.catalog", "remediation.plugin"]\n')
-    pytester.path.joinpath("targets.toml").write_text('[local]\ndescription = "inner test target"\n')
-    pytester.mkdir("health").joinpath("test_checks.py").write_text(CHECKS)
-    return pytester
-
-
-def run(project, *args, subprocess=False):
-    argv = [
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:benchmark",
-        "-p",
-        "no:anyio",
-        "--target-file",
-        "targets.toml",
-        "--report-dir",
-        "reports",
-        *args,
-    ]
-    return project.runpytest_subprocess(*argv) if subprocess else project.runpytest(*argv)
-
-
-def incident_files(project) -> list[Path]:
-    return sorted(project.path.joinpath("reports").glob("incident-*"))
-
-
-def test_the_json_report_validates_against_the_published_schema(project):
+def test_the_json_report_validates_against_the_published_schema(project):  # noqa: F811
     result = run(project)
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
@@ -113,7 +34,7 @@ def test_the_json_report_validates_against_the_published_schema(project):
     result.stdout.fnmatch_lines(["*incident P1: *", "P1 health/test_checks.py::test_api_answers_200: python3 -m *"])
 
 
-def test_the_deadline_follows_the_highest_failing_level(project):
+def test_the_deadline_follows_the_highest_failing_level(project):  # noqa: F811
     result = run(project, "-m", "p2 or p3")
     result.assert_outcomes(passed=1, failed=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
@@ -122,13 +43,13 @@ def test_the_deadline_follows_the_highest_failing_level(project):
     assert datetime.fromisoformat(incident["response_deadline"]) == started + timedelta(minutes=15)
 
 
-def test_a_healthy_run_says_healthy_with_no_deadline(project):
+def test_a_healthy_run_says_healthy_with_no_deadline(project):  # noqa: F811
     run(project, "-m", "p3").assert_outcomes(passed=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
     assert (incident["severity"], incident["response_deadline"], incident["failures"]) == ("healthy", None, [])
 
 
-def test_two_runs_in_the_same_second_write_distinct_reports(project, monkeypatch):
+def test_two_runs_in_the_same_second_write_distinct_reports(project, monkeypatch):  # noqa: F811
     frozen = datetime(2025, 1, 13, 10, 15, 0, tzinfo=UTC)
 
     class Frozen(datetime):
@@ -157,7 +78,7 @@ def test_runs_without_health_checks_write_no_report(pytester, monkeypatch):
     assert not reports.exists() or list(reports.iterdir()) == []
 
 
-def test_secrets_appear_in_no_written_file(project):
+def test_secrets_appear_in_no_written_file(project):  # noqa: F811
     run(project).assert_outcomes(passed=1, failed=2, skipped=1)
     written = list(project.path.joinpath("reports").iterdir())
     assert {p.suffix for p in written} == {".json", ".html"}
@@ -169,7 +90,7 @@ def test_secrets_appear_in_no_written_file(project):
     assert "[REDACTED]" in project.path.joinpath("reports", "latest.json").read_text()
 
 
-def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):
+def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):  # noqa: F811
     result = run(project, "-n", "2", subprocess=True)
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     assert len([f for f in incident_files(project) if f.suffix == ".json"]) == 1
@@ -178,7 +99,7 @@ def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):
     assert [f["severity"] for f in incident["failures"]] == ["p1", "p2"]
 
 
-def test_the_html_report_shows_the_incident_summary_in_chromium(project, tmp_path):
+def test_the_html_report_shows_the_incident_summary_in_chromium(project, tmp_path):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     run(project).assert_outcomes(passed=1, failed=2, skipped=1)
