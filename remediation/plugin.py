@@ -20,6 +20,7 @@ from observe.secrets import redact, register
 from remediation import hooks, remediate
 from remediation.actions.core import AUDIT_LOG
 from remediation.contract import is_health_check, marker_fix
+from remediation.notify import alerts
 from remediation.reports.incident import build
 from remediation.results import results_of
 from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, report_dir, write_atomically
@@ -98,6 +99,7 @@ class IncidentRecorder:
         self.run_id = f"{self.started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         self.report_dir = report_dir(config.getoption("report_dir"))
         self.incident: dict | None = None
+        self.remediation: dict | None = None
         self.written: list[Path] = []
         # pytest-html writes incident-<run>.html itself; runs that check nothing drop it (see collection_finish).
         opt = config.getoption
@@ -126,16 +128,25 @@ class IncidentRecorder:
     # -- session end ---------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session):
-        # Before the other implementations: pytest-html renders its summary from self.incident.
+        # Before every other implementation: the fixes run and the re-check records each check's outcome.
         if self.wants_report():
             self._register_target_secrets()
-            checks = results_of(self.config).health_checks()
-            summary = remediate.remediate(self.config, self, checks) if self.config.getoption("remediate") else None
-            self.incident = self._build(checks, summary)
+            if self.config.getoption("remediate"):
+                self.remediation = remediate.remediate(self.config, self, results_of(self.config).health_checks())
         try:
             return (yield)
         finally:
             self._finish()
+
+    # A second pytest_sessionfinish (pytest finds hooks by their "pytest_" prefix, specname by the spec's name).
+    @pytest.hookimpl(specname="pytest_sessionfinish")
+    def pytest_sessionfinish_build(self, session: pytest.Session) -> None:
+        """Build the incident after the alerts (tryfirst) opened theirs and before pytest-html (trylast) renders it.
+
+        So "failing since" names the alert this very run opened, and the page shows the incident.
+        """
+        if self.wants_report():
+            self.incident = self._build(results_of(self.config).health_checks(), self.remediation)
 
     def _register_target_secrets(self) -> None:
         """A sandbox's secrets are known only once it runs: register them before anything is written."""
@@ -165,6 +176,7 @@ class IncidentRecorder:
             results=checks,
             remediation=remediation,
             audit=self._audit_entries(),
+            since=self._failing_since(),
         )
 
     def _audit_entries(self) -> list[dict]:
@@ -174,6 +186,21 @@ class IncidentRecorder:
             return []
         entries = [json.loads(line) for line in lines if self.run_id in line]
         return [e for e in entries if e.get("run_id") == self.run_id]
+
+    def _open_alerts(self) -> dict:
+        """The open alerts of ``alert-state.json`` in the report directory (empty when alerting is not used)."""
+        return alerts.read_state(self.report_dir / alerts.STATE_FILE)[0]
+
+    def _failing_since(self) -> dict[tuple[str, str], str]:
+        """(target, node id) -> when its open alert started, as an ISO 8601 UTC time."""
+        since = {}
+        for alert in self._open_alerts().values():
+            try:
+                started = datetime.fromisoformat(alert["since"]).astimezone(UTC)
+                since[(alert["target"], alert["check"])] = started.isoformat()
+            except (KeyError, TypeError, ValueError):
+                continue  # an entry this version cannot read says nothing about when the failure began
+        return since
 
     def _finish(self) -> None:
         recheck = self.config.getoption("recheck_result")
@@ -201,8 +228,8 @@ class IncidentRecorder:
 
 
 def summary_lines(incident: dict) -> list[str]:
-    """Terminal lines about the incident: deadline, each failure's fix and, after --remediate, its outcome."""
-    lines = [f"respond by {incident['response_deadline']}"] if incident["response_deadline"] else []
+    """Terminal lines of the incident: how soon to respond, each failure's fix and, after --remediate, what it did."""
+    lines = [incident["respond"]] if incident["response_deadline"] else []
     for failure in incident["failures"]:
         fix = failure["fix"]["command"] or "escalate: a human decides"
         line = f"{failure['severity'].upper()} {failure['id']}: {fix}"

@@ -1,9 +1,11 @@
-"""Shared by the report tests: an inner health suite whose failures hold secrets.
+"""Shared by test_report, test_incident_page and test_history: an inner health suite whose failures hold secrets.
 
 Its four checks: a failing P1 (API), a failing P2 (database), a passing P3 (auth) and a skipped P4.
 """
 
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,10 @@ def run(project, *args, subprocess=False):
 
 def incident_files(project) -> list[Path]:
     return sorted(project.path.joinpath("reports").glob("incident-*"))
+
+
+def row_logs(page: str) -> dict:
+    """pytest-html's per-test data (the rows its script renders) in ``page``: node id -> the logs of its rows."""
+    blob = re.search(r'data-jsonblob="([^"]*)"', page)[1]
+    tests = json.loads(html.unescape(blob))["tests"]
+    return {nodeid: [row["log"] for row in rows] for nodeid, rows in tests.items()}
