@@ -74,6 +74,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which deployment this run checks, from which targets file, in which layout: the first thing to verify."""
+    from fixtures.target import targets
+
+    return [
+        f"target: {name} (profile file {Path(tp.path).resolve()}, layout {layout_of(tp.declared)})"
+        for name, tp in targets(config).items()
+    ]
+
+
+def layout_of(profile) -> str:
+    """The sandbox layout a profile starts; for a real deployment, the one its health route belongs to.
+
+    FossaWork V2 as deployed serves ``/health`` (layout ``v2``); the runbook's ``/api/health`` is ``runbook``.
+    """
+    if profile.sandbox:
+        return profile.sandbox
+    return {"/health": "v2", "/api/health": "runbook"}.get(profile.endpoints.health, "custom")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Secrets the declared profile can reach are masked from the first report on (on xdist workers too)."""
     from fixtures.target import TARGETS_KEY
@@ -217,14 +237,17 @@ class IncidentRecorder:
                 write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
         elif self.html_path is not None and self.html_path.exists():
             self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None and self.incident is not None:
-            tr.ensure_newline()
-            tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
-            for line in summary_lines(self.incident):
-                tr.write_line(line)
-            for path in self.written:
-                tr.write_line(f"incident report: {path}")
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        """The incident after the results: pytest has ended the progress line, also under xdist."""
+        if self.incident is None:
+            return
+        tr = terminalreporter
+        tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
+        for line in summary_lines(self.incident):
+            tr.write_line(line)
+        for path in self.written:
+            tr.write_line(f"incident report: {path}")
 
 
 def summary_lines(incident: dict) -> list[str]:

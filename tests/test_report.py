@@ -1,6 +1,7 @@
-"""Incident reports: JSON valid against the published schema, unique names, no secrets, xdist."""
+"""Incident reports: JSON valid against the published schema, unique names, no secrets, xdist, terminal lines."""
 
 import json
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -123,3 +124,42 @@ def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):  #
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
     jsonschema.validate(incident, SCHEMA)
     assert [f["severity"] for f in incident["failures"]] == ["p1", "p2"]
+
+
+def test_under_xdist_the_incident_line_starts_its_own_line_after_the_progress(project):  # noqa: F811
+    result = run(project, "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=1, failed=2, skipped=1)
+    lines = result.stdout.lines
+    assert not [line for line in lines if "[100%]" in line and "incident" in line], result.stdout.str()
+    result.stdout.fnmatch_lines(["-* incident P1: * -*", "respond now"])
+
+
+def test_the_junit_check_property_is_json_with_the_catalog_entry(project):  # noqa: F811
+    run(project, "--junitxml=junit.xml").assert_outcomes(passed=1, failed=2, skipped=1)
+    case = next(c for c in ET.parse(project.path / "junit.xml").iter("testcase") if c.get("name") == "test_skipped")
+    value = next(p.get("value") for p in case.iter("property") if p.get("name") == "fossawork_check")
+    assert json.loads(value) == {
+        "id": "health/test_checks.py::test_skipped",
+        "component": "performance",
+        "severity": "p4",
+        "symptom": "Cosmetic.",
+        "script": "escalate",
+        "issue_type": "",
+        "kb": "",
+        "target": "local",
+    }
+
+
+def test_the_header_names_the_target_its_profile_file_and_its_layout(project):  # noqa: F811
+    project.path.joinpath("targets.toml").write_text(
+        '[local]\ndescription = "inner"\n[v2]\nendpoints = { health = "/health" }\n[box]\nsandbox = "v2"\n'
+    )
+    result = run(project, "--target=local", "--target=v2", "--target=box", "--collect-only")
+    path = project.path / "targets.toml"
+    result.stdout.fnmatch_lines(
+        [
+            f"target: local (profile file {path}, layout runbook)",
+            f"target: v2 (profile file {path}, layout v2)",
+            f"target: box (profile file {path}, layout v2)",
+        ]
+    )
