@@ -4,13 +4,15 @@ On the controller (or in a plain run) :class:`IncidentRecorder` reads the
 run's :class:`~remediation.results.Results` when the session finishes, runs
 ``--remediate`` when asked, builds the incident once and has every writer
 (``pytest_fossawork_write_report``: JSON, HTML) write it as
-``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``.
+``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``;
+then it prunes the reports of earlier runs to ``--keep-reports``
+(:mod:`remediation.reports.history`).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from remediation import hooks, remediate
 from remediation.actions.core import AUDIT_LOG
 from remediation.contract import is_health_check, marker_fix
 from remediation.notify import alerts
+from remediation.reports import history
 from remediation.reports.incident import build
 from remediation.results import results_of
 from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, report_dir, write_atomically
@@ -39,6 +42,12 @@ HELP_REPORT_DIR = (
 )
 HELP_NO_REPORT = "Write no incident report for this run."
 HELP_RECHECK_RESULT = "Write {node id: outcome} of this run as JSON to PATH (used by --remediate's re-check)."
+HELP_KEEP_REPORTS = (
+    f"Reports of earlier runs to keep in the report directory: days ('7d'), runs ('200'), both, or 'all' "
+    f"(default {history.DEFAULT_KEEP}; env {history.KEEP_ENV}). Consecutive healthy runs count as one; the "
+    "open incident's reports and latest.* are always kept."
+)
+KEEP_KEY = pytest.StashKey[history.Keep]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -51,6 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default=None, metavar="DIR", help=HELP_REPORT_DIR)
     group.addoption("--no-incident-report", action="store_true", default=False, help=HELP_NO_REPORT)
     group.addoption("--recheck-result", default=None, metavar="PATH", help=HELP_RECHECK_RESULT)
+    group.addoption("--keep-reports", default=None, metavar="LIMIT", help=HELP_KEEP_REPORTS)
 
 
 @pytest.hookimpl(trylast=True)
@@ -66,12 +76,27 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from remediation.reports import html_report, json_report
 
+    config.stash[KEEP_KEY] = keep_reports(config)
+
     recorder = IncidentRecorder(config)
     config.pluginmanager.register(recorder, RECORDER)
     # Named so a team can replace one with `-p no:fossawork-html` or unregister it in conftest.py.
     config.pluginmanager.register(remediate, "fossawork-remediate")
     config.pluginmanager.register(json_report, "fossawork-json")
     config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
+
+
+def keep_reports(config: pytest.Config) -> history.Keep:
+    """--keep-reports, else $FOSSAWORK_KEEP_REPORTS, else the default; a bad value is a UsageError naming its source."""
+    raw, source = config.getoption("keep_reports"), "--keep-reports"
+    if raw is None:
+        raw, source = os.environ.get(history.KEEP_ENV), f"environment variable {history.KEEP_ENV}"
+    if raw is None:
+        return history.parse_keep(history.DEFAULT_KEEP, "the default")
+    try:
+        return history.parse_keep(raw, source)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -111,16 +136,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class IncidentRecorder:
-    """Controller-side: runs --remediate, builds the incident from the run's results, has it written."""
+    """Controller-side: runs --remediate, builds the incident from the run's results, has it written and pruned."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.started = datetime.now(UTC)
-        self.run_id = f"{self.started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        self.run_id = history.new_run_id(self.started)
         self.report_dir = report_dir(config.getoption("report_dir"))
         self.incident: dict | None = None
         self.remediation: dict | None = None
         self.written: list[Path] = []
+        self.pruned: list[history.Run] = []
         # pytest-html writes incident-<run>.html itself; runs that check nothing drop it (see collection_finish).
         opt = config.getoption
         self.user_html = opt("htmlpath", None)
@@ -235,6 +261,10 @@ class IncidentRecorder:
             self.written = [Path(p) for p in results if p]
             for path in self.written:
                 write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
+            if self.written:
+                keep = self.config.stash[KEEP_KEY]
+                now = datetime.now(UTC)
+                self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
         elif self.html_path is not None and self.html_path.exists():
             self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
 
@@ -248,6 +278,11 @@ class IncidentRecorder:
             tr.write_line(line)
         for path in self.written:
             tr.write_line(f"incident report: {path}")
+        if self.pruned:
+            tr.write_line(
+                f"report history: removed the reports of {len(self.pruned)} earlier run(s) "
+                f"(keeping {self.config.stash[KEEP_KEY]}, see --keep-reports)"
+            )
 
 
 def summary_lines(incident: dict) -> list[str]:
