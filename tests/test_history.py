@@ -93,6 +93,14 @@ def test_a_report_whose_json_cannot_be_read_is_never_folded_into_a_healthy_strea
     assert runs_left(tmp_path) == {first, second}
 
 
+def test_a_report_whose_json_cannot_be_read_is_not_an_open_incident_and_ages_out(tmp_path):
+    stale = write_run(tmp_path, START - timedelta(days=8), "p1", ["c"])
+    (tmp_path / f"incident-{stale}.json").write_text("{not json")
+    recent = write_run(tmp_path, START, "healthy")
+    history.prune(tmp_path, history.parse_keep("7d", "--keep-reports"), START, recent, {})
+    assert runs_left(tmp_path) == {recent}
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [("7d", "7d"), ("200", "200"), ("7d,200", "7d,200"), (" 7D , 200 ", "7d,200"), ("all", "all")],

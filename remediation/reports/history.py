@@ -132,7 +132,8 @@ def to_keep(runs: list[Run], keep: Keep, now: datetime, current: str, open_alert
         by_targets.setdefault(run.targets, []).append(run)
     candidates = []
     for series in by_targets.values():
-        unhealthy = [r for r in series if not r.healthy]
+        # The newest run known not to be healthy (an unreadable report is not known to be an incident).
+        unhealthy = [r for r in series if r.severity not in (None, "healthy")]
         if unhealthy:
             protected.add(unhealthy[-1].run_id)
         # A healthy run followed by another healthy run of the same targets is folded into the later one.
