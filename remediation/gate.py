@@ -12,7 +12,11 @@
     session, and a re-run on cached answers would confirm nothing.
 ``--waivers PATH``
     TOML ``[[waiver]]`` entries (check = node id or glob, reason, owner,
-    expires = 2026-12-31). A waived failing check is reported as *waived*: the
+    expires = 2026-12-31). A waiver that matches no collected check (before
+    ``-m`` / ``-k`` deselect any) is a usage error, exit 4, that lists it: a
+    typo would otherwise waive nothing, silently. Runs that name single checks
+    (``file::test``) are not judged, nor waivers of files the run did not
+    collect. A waived failing check is reported as *waived*: the
     report's outcome becomes "skipped" with ``wasxfail`` set, which the terminal
     shows as WAIVED, JUnit as ``<skipped type="pytest.xfail" message="waived: …">``
     and pytest-html as an expected failure; it neither fails the run nor pages.
@@ -45,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WAIVERS = ROOT / "waivers.toml"
 MAINTENANCE_ENV = "FOSSAWORK_MAINTENANCE_UNTIL"
 WAIVER_EXPIRED = "waiver_expired"
+# xdist: a worker's unmatched-waiver message, sent to the controller with the worker's output.
+UNMATCHED_WAIVERS = "fossawork_unmatched_waivers"
 
 HELP_EXIT_SEVERITY = (
     "Exit non-zero only when a check of this severity or worse failed (p2: P1 and P2 failures fail the run, "
@@ -89,9 +95,11 @@ class GateState:
     exit_severity: str | None
     confirm: int
     waivers: list[Waiver]
+    waivers_path: Path
     today: dt.date
     maintenance_until: dt.datetime | None
     downgraded: int = 0  # failures that no longer fail the run because of --exit-severity
+    usage_error: str | None = None  # on an xdist controller: what a worker found wrong with the waivers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -154,9 +162,64 @@ def pytest_configure(config: pytest.Config) -> None:
         exit_severity=config.getoption("exit_severity"),
         confirm=confirm,
         waivers=load_waivers(path) if explicit or path.is_file() else [],
+        waivers_path=path,
         today=dt.date.today(),
         maintenance_until=parse_maintenance(config, dt.datetime.now(dt.UTC)),
     )
+
+
+def unmatched_waivers(waivers: list[Waiver], nodeids: list[str], root: Path) -> list[tuple[int, Waiver]]:
+    """The waivers (numbered as in their file) that match none of ``nodeids`` although the run looked there.
+
+    A waiver whose file part names a file this run did not collect (``pytest health/test_auth.py`` and a
+    waiver of a performance check) is not judged; one naming a collected file, or no existing file, is.
+    """
+    files = {nodeid.split("::", 1)[0] for nodeid in nodeids}
+    found = []
+    for number, waiver in enumerate(waivers, 1):
+        if any(waiver.matches(nodeid) for nodeid in nodeids):
+            continue
+        named = waiver.check.split("::", 1)[0]
+        if any(f == named or fnmatch.fnmatchcase(f, named) for f in files) or not _exists(root, named):
+            found.append((number, waiver))
+    return found
+
+
+def _exists(root: Path, pattern: str) -> bool:
+    try:
+        return next(root.glob(pattern), None) is not None
+    except (ValueError, NotImplementedError, OSError):  # empty, absolute or unreadable: names nothing here
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A waiver matching no collected check stops the run (exit 4); tryfirst: before -m / -k deselect any."""
+    state = config.stash[STATE_KEY]
+    if not state.waivers or any("::" in str(arg) for arg in config.args):
+        return
+    unmatched = unmatched_waivers(state.waivers, [item.nodeid for item in items], config.rootpath)
+    if not unmatched:
+        return
+    listed = "; ".join(f"#{n} {w.check!r} (owner {w.owner})" for n, w in unmatched)
+    message = (
+        f"--waivers {state.waivers_path}: {len(unmatched)} waiver(s) match no collected check, "
+        f"so they would waive nothing; fix the check id or remove them: {listed}"
+    )
+    if not hasattr(config, "workerinput"):
+        raise pytest.UsageError(message)
+    # A UsageError on an xdist worker ends as an INTERNALERROR: run nothing and let the controller say why.
+    config.hook.pytest_deselected(items=list(items))
+    items[:] = []
+    config.workeroutput[UNMATCHED_WAIVERS] = message
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist controller: keep a worker's waiver error for the exit status and the summary."""
+    message = getattr(node, "workeroutput", {}).get(UNMATCHED_WAIVERS)
+    if message:
+        node.config.stash[STATE_KEY].usage_error = message
 
 
 def maintenance_until(config: pytest.Config) -> dt.datetime | None:
@@ -221,6 +284,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Apply --exit-severity before other plugins (report writers) read session.exitstatus."""
     state = session.config.stash[STATE_KEY]
+    if state.usage_error is not None:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
     if state.exit_severity is None or session.exitstatus != pytest.ExitCode.TESTS_FAILED:
         return
     # A failure that --remediate fixed (outcome "fixed", nothing made worse) no longer fails the run.
@@ -238,6 +304,8 @@ def _fixed(check) -> bool:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE_KEY]
     tr = terminalreporter
+    if state.usage_error is not None:
+        tr.write_line(f"ERROR: {state.usage_error}", red=True, bold=True)
     if state.downgraded:
         tr.write_line(
             f"exit-severity {state.exit_severity}: {state.downgraded} failed check(s) are all below "

@@ -4,13 +4,15 @@ On the controller (or in a plain run) :class:`IncidentRecorder` reads the
 run's :class:`~remediation.results.Results` when the session finishes, runs
 ``--remediate`` when asked, builds the incident once and has every writer
 (``pytest_fossawork_write_report``: JSON, HTML) write it as
-``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``.
+``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``;
+then it prunes the reports of earlier runs to ``--keep-reports``
+(:mod:`remediation.reports.history`).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from observe.secrets import redact, register
 from remediation import hooks, remediate
 from remediation.actions.core import AUDIT_LOG
 from remediation.contract import is_health_check, marker_fix
+from remediation.notify import alerts
+from remediation.reports import history
 from remediation.reports.incident import build
 from remediation.results import results_of
 from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, evidence_dir, report_dir, write_atomically
@@ -38,6 +42,12 @@ HELP_REPORT_DIR = (
 )
 HELP_NO_REPORT = "Write no incident report for this run."
 HELP_RECHECK_RESULT = "Write {node id: outcome} of this run as JSON to PATH (used by --remediate's re-check)."
+HELP_KEEP_REPORTS = (
+    f"Reports of earlier runs to keep in the report directory: days ('7d'), runs ('200'), both, or 'all' "
+    f"(default {history.DEFAULT_KEEP}; env {history.KEEP_ENV}). Consecutive healthy runs count as one; the "
+    "open incident's reports and latest.* are always kept."
+)
+KEEP_KEY = pytest.StashKey[history.Keep]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -50,6 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default=None, metavar="DIR", help=HELP_REPORT_DIR)
     group.addoption("--no-incident-report", action="store_true", default=False, help=HELP_NO_REPORT)
     group.addoption("--recheck-result", default=None, metavar="PATH", help=HELP_RECHECK_RESULT)
+    group.addoption("--keep-reports", default=None, metavar="LIMIT", help=HELP_KEEP_REPORTS)
 
 
 @pytest.hookimpl(trylast=True)
@@ -65,12 +76,47 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from remediation.reports import html_report, json_report
 
+    config.stash[KEEP_KEY] = keep_reports(config)
+
     recorder = IncidentRecorder(config)
     config.pluginmanager.register(recorder, RECORDER)
     # Named so a team can replace one with `-p no:fossawork-html` or unregister it in conftest.py.
     config.pluginmanager.register(remediate, "fossawork-remediate")
     config.pluginmanager.register(json_report, "fossawork-json")
     config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
+
+
+def keep_reports(config: pytest.Config) -> history.Keep:
+    """--keep-reports, else $FOSSAWORK_KEEP_REPORTS, else the default; a bad value is a UsageError naming its source."""
+    raw, source = config.getoption("keep_reports"), "--keep-reports"
+    if raw is None:
+        raw, source = os.environ.get(history.KEEP_ENV), f"environment variable {history.KEEP_ENV}"
+    if raw is None:
+        return history.parse_keep(history.DEFAULT_KEEP, "the default")
+    try:
+        return history.parse_keep(raw, source)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which deployment this run checks, from which targets file, in which layout: the first thing to verify."""
+    from fixtures.target import targets
+
+    return [
+        f"target: {name} (profile file {Path(tp.path).resolve()}, layout {layout_of(tp.declared)})"
+        for name, tp in targets(config).items()
+    ]
+
+
+def layout_of(profile) -> str:
+    """The sandbox layout a profile starts; for a real deployment, the one its health route belongs to.
+
+    FossaWork V2 as deployed serves ``/health`` (layout ``v2``); the runbook's ``/api/health`` is ``runbook``.
+    """
+    if profile.sandbox:
+        return profile.sandbox
+    return {"/health": "v2", "/api/health": "runbook"}.get(profile.endpoints.health, "custom")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -90,15 +136,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 class IncidentRecorder:
-    """Controller-side: runs --remediate, builds the incident from the run's results, has it written."""
+    """Controller-side: runs --remediate, builds the incident from the run's results, has it written and pruned."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.started = datetime.now(UTC)
-        self.run_id = f"{self.started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        self.run_id = history.new_run_id(self.started)
         self.report_dir = report_dir(config.getoption("report_dir"))
         self.incident: dict | None = None
+        self.remediation: dict | None = None
         self.written: list[Path] = []
+        self.pruned: list[history.Run] = []
         # pytest-html writes incident-<run>.html itself; runs that check nothing drop it (see collection_finish).
         opt = config.getoption
         self.user_html = opt("htmlpath", None)
@@ -126,20 +174,31 @@ class IncidentRecorder:
     # -- session end ---------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session):
-        # Before the other implementations: pytest-html renders its summary from self.incident.
+        # Before every other implementation: the fixes run and the re-check records each check's outcome.
         if self.wants_report():
             self._register_target_secrets()
-            checks = results_of(self.config).health_checks()
-            summary = remediate.remediate(self.config, self, checks) if self.config.getoption("remediate") else None
-            self.incident = self._build(checks, summary)
-            if summary is not None and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
+            if self.config.getoption("remediate"):
+                self.remediation = remediate.remediate(self.config, self, results_of(self.config).health_checks())
                 # Only "fixed" counts as fixed: the run exits 0 when remediation left nothing failing.
-                if self.incident["remediation"]["severity_after"] == "healthy":
+                if (
+                    session.exitstatus == pytest.ExitCode.TESTS_FAILED
+                    and self.remediation["severity_after"] == "healthy"
+                ):
                     session.exitstatus = pytest.ExitCode.OK
         try:
             return (yield)
         finally:
             self._finish()
+
+    # A second pytest_sessionfinish (pytest finds hooks by their "pytest_" prefix, specname by the spec's name).
+    @pytest.hookimpl(specname="pytest_sessionfinish")
+    def pytest_sessionfinish_build(self, session: pytest.Session) -> None:
+        """Build the incident after the alerts (tryfirst) opened theirs and before pytest-html (trylast) renders it.
+
+        So "failing since" names the alert this very run opened, and the page shows the incident.
+        """
+        if self.wants_report():
+            self.incident = self._build(results_of(self.config).health_checks(), self.remediation)
 
     def _register_target_secrets(self) -> None:
         """A sandbox's secrets are known only once it runs: register them before anything is written."""
@@ -170,6 +229,7 @@ class IncidentRecorder:
             remediation=remediation,
             audit=self._audit_entries(),
             evidence=str(evidence) if (evidence := evidence_dir(self.report_dir, self.run_id)).is_dir() else None,
+            since=self._failing_since(),
         )
 
     def _audit_entries(self) -> list[dict]:
@@ -179,6 +239,21 @@ class IncidentRecorder:
             return []
         entries = [json.loads(line) for line in lines if self.run_id in line]
         return [e for e in entries if e.get("run_id") == self.run_id]
+
+    def _open_alerts(self) -> dict:
+        """The open alerts of ``alert-state.json`` in the report directory (empty when alerting is not used)."""
+        return alerts.read_state(self.report_dir / alerts.STATE_FILE)[0]
+
+    def _failing_since(self) -> dict[tuple[str, str], str]:
+        """(target, node id) -> when its open alert started, as an ISO 8601 UTC time."""
+        since = {}
+        for alert in self._open_alerts().values():
+            try:
+                started = datetime.fromisoformat(alert["since"]).astimezone(UTC)
+                since[(alert["target"], alert["check"])] = started.isoformat()
+            except (KeyError, TypeError, ValueError):
+                continue  # an entry this version cannot read says nothing about when the failure began
+        return since
 
     def _finish(self) -> None:
         recheck = self.config.getoption("recheck_result")
@@ -193,24 +268,36 @@ class IncidentRecorder:
             self.written = [Path(p) for p in results if p]
             for path in self.written:
                 write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
+            if self.written:
+                keep = self.config.stash[KEEP_KEY]
+                now = datetime.now(UTC)
+                self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
         elif self.html_path is not None and self.html_path.exists():
             self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None and self.incident is not None:
-            tr.ensure_newline()
-            tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
-            for line in summary_lines(self.incident):
-                tr.write_line(line)
-            for path in self.written:
-                tr.write_line(f"incident report: {path}")
-            if self.incident["evidence"]:
-                tr.write_line(f"evidence kept before the fixes: {self.incident['evidence']}")
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        """The incident after the results: pytest has ended the progress line, also under xdist."""
+        if self.incident is None:
+            return
+        tr = terminalreporter
+        tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
+        for line in summary_lines(self.incident):
+            tr.write_line(line)
+        for path in self.written:
+            tr.write_line(f"incident report: {path}")
+        if self.incident["evidence"]:
+            tr.write_line(f"evidence kept before the fixes: {self.incident['evidence']}")
+        if self.pruned:
+            tr.write_line(
+                f"report history: removed the reports of {len(self.pruned)} earlier run(s) "
+                f"(keeping {self.config.stash[KEEP_KEY]}, see --keep-reports)"
+            )
 
 
 def summary_lines(incident: dict) -> list[str]:
-    """Terminal lines about the incident: deadline, each failure's fix (dry run first) and, after --remediate,
-    its outcome; then what remediation leaves open."""
-    lines = [f"respond by {incident['response_deadline']}"] if incident["response_deadline"] else []
+    """Terminal lines of the incident: how soon to respond, each failure's fix (dry run first) and, after
+    --remediate, its outcome; then what remediation leaves open."""
+    lines = [incident["respond"]] if incident["response_deadline"] else []
     for failure in incident["failures"]:
         fix = failure["fix"]
         line = f"{failure['severity'].upper()} {failure['id']}"

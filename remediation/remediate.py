@@ -28,6 +28,7 @@ import pytest
 
 from observe.secrets import redact
 from remediation.actions.core import LOCK_FD_ENV, Busy, RemediationLock
+from remediation.contract import SEVERITIES
 from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, Fix, command, module_name
 
@@ -90,6 +91,10 @@ def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> di
     for result in failing:
         result.remediation = judge(result, results, out)
     out["counts"] = {name: sum(r.remediation["outcome"] == name for r in failing) for name in OUTCOMES}
+    # What is still open: every failure not "fixed", and every check the fixes made fail.
+    left = [r for r in failing if r.remediation["outcome"] != "fixed"]
+    left += [r for r in results if r.nodeid in out["made_worse"]]
+    out["severity_after"] = next((s for s in SEVERITIES if any(r.severity == s for r in left)), "healthy")
     return out
 
 

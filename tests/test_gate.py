@@ -1,9 +1,14 @@
 """remediation.gate: which failures fail the run (--exit-severity), re-runs (--confirm), waivers, maintenance."""
 
 import datetime as dt
+import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
-from production_support import suite  # noqa: F401 (fixture)
+from production_support import MAIN, suite  # noqa: F401 (fixture)
+
+from remediation.gate import load_waivers
 
 
 def _junit_properties(path, name):
@@ -108,3 +113,65 @@ def test_a_maintenance_time_that_is_not_iso_8601_is_a_usage_error(suite):  # noq
     result = suite.run("--maintenance-until=tomorrow")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--maintenance-until: 'tomorrow' is not an ISO 8601 time*"])
+
+
+def test_a_waiver_that_matches_no_collected_check_is_a_usage_error_that_lists_it(suite):  # noqa: F811
+    entry = '[[waiver]]\ncheck = "{}"\nreason = "r"\nowner = "{}"\nexpires = 2999-12-31\n'
+    (suite.path / "waivers.toml").write_text(
+        entry.format("test_checks.py::test_db_*", "dba@example.com")
+        + entry.format("test_checks.py::test_log_file_is_under_limit[*]", "ops@example.com")
+    )
+    result = suite.run("--waivers=waivers.toml", "-m", "p1")  # the waiver of the P2 check counts before -m
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --waivers waivers.toml: 1 waiver(s) match no collected check, so they would waive nothing; "
+            "fix the check id or remove them: "
+            "#2 'test_checks.py::test_log_file_is_under_limit[*]' (owner ops@example.com)"
+        ]
+    )
+    result.assert_outcomes()
+
+
+def test_under_xdist_an_unmatched_waiver_runs_nothing_and_exits_4_with_one_line(suite):  # noqa: F811
+    _waive(suite, "test_checks.py::test_no_such_check", "2999-12-31")
+    result = suite.pytester.runpytest_subprocess("test_checks.py", "-n", "2", "--waivers=waivers.toml")
+    assert result.ret == 4
+    result.stdout.fnmatch_lines(["ERROR: --waivers waivers.toml: 1 waiver(s) match no collected check, *"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "passed" not in result.stdout.str()
+
+
+def test_a_waiver_of_a_file_the_run_did_not_collect_is_not_judged(suite):  # noqa: F811
+    _waive(suite, "test_checks.py::test_db_answers", "2999-12-31")
+    result = suite.pytester.runpytest("test_flaky.py", "--waivers=waivers.toml", "--confirm=1")
+    result.assert_outcomes(passed=1)
+
+
+def _example_waiver_files(tmp_path):
+    """Each ``[[waiver]]`` example of README.md and deploy/ (TOML blocks of Markdown, TOML files) as a file."""
+    docs = [MAIN / "README.md", *sorted((MAIN / "deploy").glob("*.md")), *sorted((MAIN / "deploy").glob("*.toml"))]
+    examples = []
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        blocks = re.findall(r"```toml\n(.*?)```", text, re.S) if doc.suffix == ".md" else [text]
+        for block in (b for b in blocks if "[[waiver]]" in b):
+            path = tmp_path / f"example-{len(examples)}.toml"
+            path.write_text(block, encoding="utf-8")
+            examples.append((doc.relative_to(MAIN), path))
+    return examples
+
+
+def test_every_example_waiver_in_the_docs_matches_a_real_health_check(tmp_path):
+    examples = _example_waiver_files(tmp_path)
+    assert examples, "no [[waiver]] example found in README.md or deploy/"
+    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--target=local"]
+    collected = subprocess.run(argv, cwd=MAIN, capture_output=True, text=True)
+    nodeids = [line for line in collected.stdout.splitlines() if line.startswith("health/")]
+    assert nodeids, collected.stdout + collected.stderr
+    for doc, path in examples:
+        for waiver in load_waivers(path):
+            assert any(waiver.matches(n) for n in nodeids), f"{doc}: {waiver.check!r} matches no check of health/"
+        # The real suite agrees: with the example as its waivers file, collection is not a usage error.
+        run = subprocess.run([*argv, f"--waivers={path}"], cwd=MAIN, capture_output=True, text=True)
+        assert run.returncode == 0, f"{doc}: {run.stdout}{run.stderr}"

@@ -1,100 +1,32 @@
-"""Incident reports: JSON valid against the published schema, HTML rendering in Chromium, unique names, no secrets."""
+"""Incident reports: JSON valid against the published schema, unique names, no secrets, xdist, terminal lines."""
 
 import json
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jsonschema
-import pytest
+from report_support import (  # noqa: F401 (fixture)
+    JWT_SECRET,
+    PASSWORD,
+    ROOT,
+    SCHEMA,
+    incident_files,
+    project,
+    row_logs,
+    run,
+)
 
 from remediation import plugin as remediation_plugin
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "remediation" / "reports" / "incident.schema.json").read_text())
 
-PASSWORD = "hunter2-very-secret-password"
-JWT_SECRET = "jwt-signing-secret-0123456789abcdef"
-CHECKS = f'''
-import os
-import pytest
-from observe.secrets import register
-
-
-@pytest.mark.p1
-@pytest.mark.backend
-@pytest.mark.fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
-def test_api_answers_200():
-    """API endpoints returning 500 errors."""
-    password = os.environ["FOSSAWORK_TEST_PASSWORD"]
-    register(password)  # what the api fixture does with the login password
-    print("logging in with", password, "Authorization: Bearer abc.def.ghi")
-    pytest.fail(f"observed 500 from /api/health after login with {{password}}, expected 200", pytrace=False)
-
-
-@pytest.mark.p2
-@pytest.mark.database
-@pytest.mark.fix("fix-database-issues", "vacuum")
-def test_free_pages_under_ratio():
-    """Database has many unused pages."""
-    pytest.fail("observed 40 % free pages, expected at most 10 %; secret {JWT_SECRET}", pytrace=False)
-
-
-@pytest.mark.p3
-@pytest.mark.auth
-@pytest.mark.fix("escalate")
-def test_token_is_rejected():
-    """Token validation unexpected behavior."""
-
-
-@pytest.mark.p4
-@pytest.mark.performance
-@pytest.mark.fix("escalate")
-def test_skipped():
-    """Cosmetic."""
-    pytest.skip("not on this host")
-'''
-
-
-@pytest.fixture
-def project(pytester, monkeypatch):
-    """An inner project of four checks (P1 and P2 failing) whose failures contain known secrets."""
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("FOSSAWORK_TEST_PASSWORD", PASSWORD)
-    monkeypatch.setenv("SECRET_KEY", JWT_SECRET)
-    pytester.makeconftest('pytest_plugins = ["fixtures.target", "remediation.catalog", "remediation.plugin"]\n')
-    pytester.path.joinpath("targets.toml").write_text('[local]\ndescription = "inner test target"\n')
-    pytester.mkdir("health").joinpath("test_checks.py").write_text(CHECKS)
-    return pytester
-
-
-def run(project, *args, subprocess=False):
-    argv = [
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:benchmark",
-        "-p",
-        "no:anyio",
-        "--target-file",
-        "targets.toml",
-        "--report-dir",
-        "reports",
-        *args,
-    ]
-    return project.runpytest_subprocess(*argv) if subprocess else project.runpytest(*argv)
-
-
-def incident_files(project) -> list[Path]:
-    return sorted(project.path.joinpath("reports").glob("incident-*"))
-
-
-def test_the_json_report_validates_against_the_published_schema(project):
+def test_the_json_report_validates_against_the_published_schema(project):  # noqa: F811
     result = run(project)
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
     jsonschema.validate(incident, SCHEMA)
-    assert incident["severity"] == "p1"
+    assert (incident["severity"], incident["severity_title"]) == ("p1", "Critical")
     assert incident["response_deadline"] == incident["started"]  # P1: respond immediately
+    assert incident["respond"] == "respond now"
     assert incident["target"] == {"name": "local", "description": "inner test target", "source": "targets.toml"}
     assert incident["counts"]["total"] == {"passed": 1, "failed": 2, "skipped": 1}
     assert incident["counts"]["by_severity"]["p2"] == {"passed": 0, "failed": 1, "skipped": 0}
@@ -110,9 +42,11 @@ def test_the_json_report_validates_against_the_published_schema(project):
     assert first["message"].startswith("observed 500 from /api/health")
     assert second["knowledge_base"]["id"] == "fix-database-issues/vacuum"
     assert first["remediation"] is None and incident["remediation"]["requested"] is False
+    assert first["since"] is None  # no alert state in the report directory
     result.stdout.fnmatch_lines(
         [
             "*incident P1: *",
+            "respond now",
             "P1 health/test_checks.py::test_api_answers_200:",
             "    dry run: python3 -m remediation.scripts.fix_backend_issues api_errors --target-file * --target local",
             "    then:    python3 -m remediation.scripts.fix_backend_issues api_errors * --execute",
@@ -120,22 +54,26 @@ def test_the_json_report_validates_against_the_published_schema(project):
     )
 
 
-def test_the_deadline_follows_the_highest_failing_level(project):
+def test_the_deadline_follows_the_highest_failing_level(project):  # noqa: F811
     result = run(project, "-m", "p2 or p3")
     result.assert_outcomes(passed=1, failed=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
     started = datetime.fromisoformat(incident["started"])
-    assert incident["severity"] == "p2"
-    assert datetime.fromisoformat(incident["response_deadline"]) == started + timedelta(minutes=15)
+    deadline = started + timedelta(minutes=15)
+    assert (incident["severity"], incident["severity_title"]) == ("p2", "High")
+    assert datetime.fromisoformat(incident["response_deadline"]) == deadline
+    assert incident["respond"] == f"respond within 15 minutes (by {deadline:%H:%M} UTC)"
+    result.stdout.fnmatch_lines([f"respond within 15 minutes (by {deadline:%H:%M} UTC)"])
 
 
-def test_a_healthy_run_says_healthy_with_no_deadline(project):
+def test_a_healthy_run_says_healthy_with_no_deadline(project):  # noqa: F811
     run(project, "-m", "p3").assert_outcomes(passed=1)
     incident = json.loads(project.path.joinpath("reports", "latest.json").read_text())
     assert (incident["severity"], incident["response_deadline"], incident["failures"]) == ("healthy", None, [])
+    assert (incident["severity_title"], incident["respond"]) == ("Healthy", "no response needed")
 
 
-def test_two_runs_in_the_same_second_write_distinct_reports(project, monkeypatch):
+def test_two_runs_in_the_same_second_write_distinct_reports(project, monkeypatch):  # noqa: F811
     frozen = datetime(2025, 1, 13, 10, 15, 0, tzinfo=UTC)
 
     class Frozen(datetime):
@@ -164,7 +102,7 @@ def test_runs_without_health_checks_write_no_report(pytester, monkeypatch):
     assert not reports.exists() or list(reports.iterdir()) == []
 
 
-def test_secrets_appear_in_no_written_file(project):
+def test_secrets_appear_in_no_written_file(project):  # noqa: F811
     run(project).assert_outcomes(passed=1, failed=2, skipped=1)
     written = list(project.path.joinpath("reports").iterdir())
     assert {p.suffix for p in written} == {".json", ".html"}
@@ -176,7 +114,16 @@ def test_secrets_appear_in_no_written_file(project):
     assert "[REDACTED]" in project.path.joinpath("reports", "latest.json").read_text()
 
 
-def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):
+def test_the_last_redaction_pass_leaves_the_pages_results_data_whole(project):  # noqa: F811
+    # The P1 check prints "Authorization: Bearer ...": masked, it must not swallow the end of the embedded JSON.
+    run(project).assert_outcomes(passed=1, failed=2, skipped=1)
+    logs = row_logs(project.path.joinpath("reports", "latest.html").read_text())
+    assert len(logs) == 4
+    (api,) = logs["health/test_checks.py::test_api_answers_200"]
+    assert "logging in with [REDACTED] Authorization: [REDACTED]" in api and PASSWORD not in api
+
+
+def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):  # noqa: F811
     result = run(project, "-n", "2", subprocess=True)
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     assert len([f for f in incident_files(project) if f.suffix == ".json"]) == 1
@@ -185,26 +132,40 @@ def test_reports_cross_xdist_and_are_written_once_by_the_controller(project):
     assert [f["severity"] for f in incident["failures"]] == ["p1", "p2"]
 
 
-def test_the_html_report_shows_the_incident_summary_in_chromium(project, tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_under_xdist_the_incident_line_starts_its_own_line_after_the_progress(project):  # noqa: F811
+    result = run(project, "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=1, failed=2, skipped=1)
+    lines = result.stdout.lines
+    assert not [line for line in lines if "[100%]" in line and "incident" in line], result.stdout.str()
+    result.stdout.fnmatch_lines(["-* incident P1: * -*", "respond now"])
 
-    run(project).assert_outcomes(passed=1, failed=2, skipped=1)
-    html = project.path / "reports" / "latest.html"
-    text = html.read_text()
-    assert 'id="incident-summary"' in text and "fix_backend_issues api_errors" in text
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(html.as_uri())
-            summary = page.locator("#incident-summary")
-            summary.wait_for(state="visible", timeout=10_000)
-            page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
-            assert "P1" in summary.inner_text()
-            assert page.locator("th", has_text="Severity").first.is_visible()
-        finally:
-            browser.close()
-    assert (tmp_path / "incident.png").stat().st_size > 0
+
+def test_the_junit_check_property_is_json_with_the_catalog_entry(project):  # noqa: F811
+    run(project, "--junitxml=junit.xml").assert_outcomes(passed=1, failed=2, skipped=1)
+    case = next(c for c in ET.parse(project.path / "junit.xml").iter("testcase") if c.get("name") == "test_skipped")
+    value = next(p.get("value") for p in case.iter("property") if p.get("name") == "fossawork_check")
+    assert json.loads(value) == {
+        "id": "health/test_checks.py::test_skipped",
+        "component": "performance",
+        "severity": "p4",
+        "symptom": "Cosmetic.",
+        "script": "escalate",
+        "issue_type": "",
+        "kb": "",
+        "target": "local",
+    }
+
+
+def test_the_header_names_the_target_its_profile_file_and_its_layout(project):  # noqa: F811
+    project.path.joinpath("targets.toml").write_text(
+        '[local]\ndescription = "inner"\n[v2]\nendpoints = { health = "/health" }\n[box]\nsandbox = "v2"\n'
+    )
+    result = run(project, "--target=local", "--target=v2", "--target=box", "--collect-only")
+    path = project.path / "targets.toml"
+    result.stdout.fnmatch_lines(
+        [
+            f"target: local (profile file {path}, layout runbook)",
+            f"target: v2 (profile file {path}, layout v2)",
+            f"target: box (profile file {path}, layout v2)",
+        ]
+    )

@@ -1,18 +1,35 @@
-"""The HTML incident report: pytest-html's self-contained report plus the incident summary, columns and fixes."""
+"""The HTML incident report: pytest-html's self-contained page, opened by the incident.
+
+Read at 3 a.m., the page answers in its first screen how bad it is, how soon
+to respond and against which target (a banner coloured by severity), then what
+failed, most severe first, each with its evidence, the fix to paste (dry run,
+then ``--execute``), its knowledge-base entry, what ``--remediate`` did and
+since when it has been failing. pytest-html's results table (passed and
+skipped checks too) and its environment follow. Everything goes through
+pytest-html's hooks; ``incident.css`` (appended with pytest-html's ``--css``)
+puts the incident first and colours it.
+"""
 
 from __future__ import annotations
 
 import json
-from html import escape
+import re
+from datetime import datetime
+from html import escape, unescape
 from pathlib import Path
 
 import pytest
 
-from observe.secrets import redact
-from remediation import knowledge
-from remediation.results import CHECK_PROPERTY, user_property
-from remediation.scripts import command
+from observe.secrets import redact, redact_obj
+from remediation.contract import SEVERITIES, SEVERITY_TITLES
+from remediation.results import CHECK_PROPERTY, skip_reason, user_property
 from remediation.storage import write_atomically
+
+STYLESHEET = Path(__file__).with_name("incident.css")
+# The knowledge-base lists shown under a failure (its symptoms are the check's own symptom, shown above).
+KB_PARTS = (("Causes", "causes"), ("Solutions", "solutions"))
+MARKUP = re.compile(r"(<[^>]*>)")
+DATA_BLOB = re.compile(r'(?<=data-jsonblob=")([^"]*)')  # pytest-html's results, as HTML-escaped JSON
 
 
 class IncidentHtml:
@@ -21,11 +38,21 @@ class IncidentHtml:
     def __init__(self, config: pytest.Config, recorder):
         self.config = config
         self.recorder = recorder  # the run's IncidentRecorder: its incident, and where pytest-html writes
+        self.report_data = None  # pytest-html's ReportData, whose title is set once the incident is known
+        config.option.css = [*(config.getoption("css", None) or ()), str(STYLESHEET)]
+
+    def pytest_html_report_title(self, report):
+        """Keep pytest-html's report data: the title (the browser tab) names the incident at the end of the run."""
+        self.report_data = report
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        """Incident summary at the top: severity, deadline, target, counts, remediation."""
-        if self.recorder.incident is not None:
-            prefix.append(summary_html(self.recorder.incident))
+        """The incident first: banner, then the failing checks by severity."""
+        incident = self.recorder.incident
+        if incident is None:
+            return
+        if self.report_data is not None:
+            self.report_data.title = page_title(incident)
+        prefix.append(banner_html(incident) + failures_html(incident))
 
     def pytest_html_results_table_header(self, cells):
         """Severity, component and fix columns after the test id."""
@@ -41,10 +68,9 @@ class IncidentHtml:
         ]
 
     def pytest_html_results_table_html(self, report, data):
-        """With each failure: the command to paste and the knowledge-base entry."""
-        check = check_of(report)
-        if check is not None and report.failed:
-            data.append(fix_html(self.config, check))
+        """A skipped row says why it was skipped, not pytest's (file, line, 'Skipped: …') tuple."""
+        if report.skipped and isinstance(report.longrepr, tuple) and data:
+            data[0] = escape(skip_reason(report)) + "\n"
 
     @pytest.hookimpl
     def pytest_fossawork_write_report(self, config, incident, report_dir, stem):
@@ -54,7 +80,25 @@ class IncidentHtml:
         if source is None or not source.exists():
             return None
         path = Path(report_dir) / f"{stem}.html"
-        return write_atomically(path, redact(source.read_text(encoding="utf-8")))
+        return write_atomically(path, redact_page(source.read_text(encoding="utf-8")))
+
+
+def redact_page(page: str) -> str:
+    """The last redaction pass over a finished page (secrets a sandbox registers late), one piece at a time.
+
+    Run over the raw page, a mask such as "Authorization: <up to a space>" would swallow the end of
+    pytest-html's embedded JSON (its quotes are &#34;) or of a tag, and the page would lose its results
+    table. So the JSON is redacted as data, and the rest one tag or one run of text at a time.
+    """
+
+    def data(blob: str) -> str:
+        return escape(json.dumps(redact_obj(json.loads(unescape(blob)))), quote=True)
+
+    def markup(text: str) -> str:
+        return "".join(redact(piece) for piece in MARKUP.split(text))
+
+    # split() keeps the blob's group: text, blob, text.
+    return "".join(data(part) if i % 2 else markup(part) for i, part in enumerate(DATA_BLOB.split(page)))
 
 
 def check_of(report) -> dict | None:
@@ -64,39 +108,110 @@ def check_of(report) -> dict | None:
     return entry if "id" in entry else None
 
 
-def summary_html(incident: dict) -> str:
-    """The ``#incident-summary`` block."""
-    total = incident["counts"]["total"]
-    by_severity = " ".join(
-        f"{s.upper()}: {c['failed']} failed / {c['passed']} passed / {c['skipped']} skipped"
-        for s, c in incident["counts"]["by_severity"].items()
-        if any(c.values())
-    )
+def severity_words(incident: dict) -> str:
+    """'P1 Critical', 'Healthy'."""
+    if incident["severity"] == "healthy":
+        return "Healthy"
+    return f"{incident['severity'].upper()} {incident['severity_title']}"
+
+
+def page_title(incident: dict) -> str:
+    """The browser tab: severity and target first, so a row of tabs reads as a row of incidents."""
+    return f"{severity_words(incident)}: {incident['target']['name']} - FossaWork health {incident['run_id']}"
+
+
+def utc(iso: str) -> str:
+    """An ISO 8601 time as a reader says it: '03:12 UTC, 30 Nov 2026'."""
+    return f"{datetime.fromisoformat(iso):%H:%M UTC, %d %b %Y}"
+
+
+def banner_html(incident: dict) -> str:
+    """The ``#incident-banner``: severity in words, how soon to respond, target, what failed, what was done."""
     target = incident["target"]
-    rows = [
-        ("Severity", incident["severity"].upper()),
-        ("Respond by", incident["response_deadline"] or "no response needed"),
-        ("Target", f"{target['name']} ({target['description'] or target['source']})"),
-        ("Checks", ", ".join(f"{n} {k}" for k, n in total.items())),
-        ("By severity", by_severity or "-"),
-        ("Remediation", incident["remediation"]["status"]),
-    ]
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    total = incident["counts"]["total"]
+    checked = sum(total.values())
+    failing = ", ".join(
+        f"{counts['failed']} {level.upper()}"
+        for level, counts in incident["counts"]["by_severity"].items()
+        if counts["failed"]
+    )
+    verdict = f"{total['failed']} of {checked} checks failing ({failing})" if failing else f"All {checked} checks pass"
+    if total["skipped"]:
+        verdict += f", {total['skipped']} skipped"
+    verdict += "."
+    if total["failed"] or incident["remediation"]["requested"]:
+        verdict += f" Remediation: {incident['remediation']['status']}."
+    others = [t["name"] for t in incident["targets"][1:]]
+    where = escape(target["name"]) + (f" (and {escape(', '.join(others))})" if others else "")
+    about = target["description"] or target["source"]
+    respond = incident["respond"]
     return (
-        f'<div id="incident-summary" class="incident-{escape(incident["severity"])}">'
-        f"<h2>Incident {escape(incident['run_id'])}</h2><table>{body}</table></div>"
+        f'<section id="incident-banner" class="severity-{escape(incident["severity"])}">'
+        f'<p class="banner-severity">{escape(severity_words(incident))}</p>'
+        f'<p class="banner-respond">{escape(respond[0].upper() + respond[1:])}</p>'
+        f'<p class="banner-target">Target <b>{where}</b>: {escape(about)}</p>'
+        f'<p class="banner-verdict">{escape(verdict)}</p>'
+        f'<p class="banner-run">Run {escape(incident["run_id"])}, started {escape(utc(incident["started"]))}, '
+        f"{incident['duration_seconds']:g} s</p>"
+        "</section>"
     )
 
 
-def fix_html(config: pytest.Config, check: dict) -> str:
-    """The fix command and knowledge-base entry shown under a failing check."""
-    from fixtures.target import target_plugin
+def failures_html(incident: dict) -> str:
+    """The ``#incident-failures``: one group per severity, most severe first, one card per failing check."""
+    groups = []
+    for level in SEVERITIES:
+        failures = [f for f in incident["failures"] if f["severity"] == level]
+        if failures:
+            heading = f"{level.upper()} {SEVERITY_TITLES[level]}: {len(failures)} failing"
+            cards = "".join(failure_html(f) for f in failures)
+            group = f'<section class="severity-group severity-{level}"><h2>{escape(heading)}</h2>{cards}</section>'
+            groups.append(group)
+    return f'<div id="incident-failures">{"".join(groups)}</div>' if groups else ""
 
-    tp = target_plugin(config, check.get("target"))
-    cmd = command(check["script"], check["issue_type"], str(tp.path), tp.name) or "escalate: a human decides"
-    kb = knowledge.entry(check["script"], check["issue_type"], check["kb"])
-    parts = [f'<div class="fossawork-fix"><b>Fix:</b> <code>{escape(cmd)}</code>']
-    parts.append(f"<b>Knowledge base: {escape(kb['id'])}</b> ({escape(kb['title'])})")
-    for heading in ("symptoms", "causes", "solutions"):
-        parts.append(f"<b>{heading.capitalize()}:</b> " + "; ".join(escape(x) for x in kb[heading]))
-    return "\n".join(parts) + "</div>"
+
+def failure_html(failure: dict) -> str:
+    """One failing check: symptom, evidence, since when, the fix commands, the knowledge base, remediation."""
+    fix, kb = failure["fix"], failure["knowledge_base"]
+    if fix["escalate"]:
+        commands = "<dd>escalate: the runbook has no safe fix, a human decides</dd>"
+    else:
+        commands = (
+            f"<dd>dry run: <code>{escape(fix['dry_run_command'])}</code></dd>"
+            f"<dd>then: <code>{escape(fix['command'])}</code></dd>"
+        )
+    rows = [
+        ("Evidence", f'<dd><pre class="evidence">{escape(failure["message"])}</pre></dd>'),
+        ("Failing since", f"<dd>{escape(since_words(failure['since']))}</dd>"),
+        ("Fix", commands),
+        (
+            "Knowledge base",
+            f"<dd><b>{escape(kb['title'])}</b> ({escape(kb['id'])})</dd>"
+            + "".join(f"<dd>{heading}: {escape('; '.join(kb[key]))}</dd>" for heading, key in KB_PARTS if kb.get(key)),
+        ),
+        ("Remediation", f"<dd>{escape(remediation_words(failure['remediation']))}</dd>"),
+    ]
+    body = "".join(f"<dt>{escape(name)}</dt>{value}" for name, value in rows)
+    target = f" on {escape(failure['target'])}" if failure["target"] else ""
+    return (
+        f'<article class="failure" id="failure-{escape(failure["id"])}">'
+        f"<h3>{escape(failure['symptom'])}</h3>"
+        f'<p class="check-id"><code>{escape(failure["id"])}</code>{target} ({escape(failure["component"])})</p>'
+        f"<dl>{body}</dl></article>"
+    )
+
+
+def since_words(since: str | None) -> str:
+    """When the check's open alert began, or why that is not known."""
+    if since is None:
+        return "not tracked: no open alert for this check (alerts off, or below --alert-severity)"
+    return utc(since)
+
+
+def remediation_words(remediation: dict | None) -> str:
+    """What --remediate did for this check, in one line."""
+    if remediation is None:
+        return "not run (run with --remediate to apply the fix and re-check)"
+    outcome = remediation["outcome"] + (f": {remediation['reason']}" if remediation["reason"] else "")
+    exit_code = remediation["exit_code"]
+    return outcome + (f" (fix exit {exit_code})" if exit_code is not None else "")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from observe.secrets import redact_obj
 from remediation import knowledge
-from remediation.contract import COMPONENTS, RESPONSE_MINUTES, SEVERITIES
+from remediation.contract import COMPONENTS, RESPONSE_MINUTES, SEVERITIES, SEVERITY_TITLES, response_time
 from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, command, fix_id
 
-SCHEMA_ID = "fossawork-incident/1"
+SCHEMA_ID = "fossawork-incident/2"
 OUTCOMES = ("passed", "failed", "skipped")
 MAX_OUTPUT = 20_000
 
@@ -28,6 +28,17 @@ def deadline(started: datetime, severity: str) -> str | None:
     return (started + timedelta(minutes=RESPONSE_MINUTES[severity])).isoformat()
 
 
+def respond(started: datetime, severity: str) -> str:
+    """The deadline as the on-call engineer says it: 'respond now', 'respond within 15 minutes (by 03:27 UTC)'."""
+    if severity not in RESPONSE_MINUTES:
+        return "no response needed"
+    minutes = RESPONSE_MINUTES[severity]
+    if not minutes:
+        return "respond now"
+    by = (started + timedelta(minutes=minutes)).astimezone(UTC)
+    return f"respond within {response_time(minutes)} (by {by:%H:%M} UTC)"
+
+
 def counts(results: list[CheckResult]) -> dict:
     """passed/failed/skipped in total, per severity and per component."""
     blank = lambda: dict.fromkeys(OUTCOMES, 0)  # noqa: E731
@@ -43,8 +54,8 @@ def counts(results: list[CheckResult]) -> dict:
     return out
 
 
-def failure_entry(result: CheckResult, targets: dict, remediation: dict | None) -> dict:
-    """One failing check: what was seen, the fix to run, the knowledge-base entry, and what remediation did."""
+def failure_entry(result: CheckResult, targets: dict, remediation: dict | None, since: str | None = None) -> dict:
+    """One failing check: what was seen, since when, the fix to run, the knowledge-base entry, what remediation did."""
     check = result.check
     script, issue_type = check["script"], check["issue_type"]
     target = targets[check["target"]]
@@ -57,6 +68,7 @@ def failure_entry(result: CheckResult, targets: dict, remediation: dict | None) 
         "symptom": check["symptom"],
         "phase": result.phase,
         "message": result.message,
+        "since": since,
         "fix": {
             "script": script,
             "issue_type": issue_type,
@@ -73,23 +85,15 @@ def failure_entry(result: CheckResult, targets: dict, remediation: dict | None) 
     return entry
 
 
-def _after(results: list[CheckResult], remediation: dict) -> dict:
-    """What is left after --remediate: outcomes per kind, checks made worse, and the severity still open."""
-    left = [r for r in results if r.outcome == "failed" and (r.remediation or {}).get("outcome") != "fixed"]
-    worse = set(remediation["made_worse"])
-    left += [r for r in results if r.nodeid in worse]
-    return {
-        "counts": remediation["counts"],
-        "made_worse": remediation["made_worse"],
-        "severity_after": next((s for s in SEVERITIES if any(r.severity == s for r in left)), "healthy"),
-    }
-
-
-def build(*, run_id, started, finished, args, targets, results, remediation=None, audit=(), evidence=None) -> dict:
+def build(
+    *, run_id, started, finished, args, targets, results, remediation=None, audit=(), evidence=None, since=None
+) -> dict:
     """The whole incident, redacted; ``results`` are the run's health checks in run order.
 
     ``targets`` maps profile name -> {name, description, source}; the first is the run's main target.
+    ``since`` maps (target, node id) -> when that check's open alert started (ISO 8601), from the alert state.
     """
+    since = since or {}
     severity = severity_of(results)
     failing = sorted((r for r in results if r.outcome == "failed"), key=lambda r: r.rank)
     incident = {
@@ -102,14 +106,16 @@ def build(*, run_id, started, finished, args, targets, results, remediation=None
         "duration_seconds": round((finished - started).total_seconds(), 3),
         "pytest_args": list(args),
         "severity": severity,
+        "severity_title": SEVERITY_TITLES.get(severity, "Healthy"),
         "response_deadline": deadline(started, severity),
+        "respond": respond(started, severity),
         "counts": counts(results),
-        "failures": [failure_entry(r, targets, remediation) for r in failing],
+        "failures": [failure_entry(r, targets, remediation, since.get((r.target, r.nodeid))) for r in failing],
         "remediation": {
             "requested": remediation is not None,
             "status": remediation["status"] if remediation else "not requested (run with --remediate)",
             "fixes": list(remediation["fixes"].values()) if remediation else [],
-            **(_after(results, remediation) if remediation else {}),
+            **({k: remediation[k] for k in ("counts", "made_worse", "severity_after")} if remediation else {}),
         },
         "evidence": evidence,
         "audit": list(audit),
