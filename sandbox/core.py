@@ -635,7 +635,6 @@ class Sandbox:
                 "appended": [],
                 "procs": [],
                 "restart": [],
-                "sql_undo": [],
             }
             st["faults"][fault] = rec
             try:
@@ -690,16 +689,6 @@ class Sandbox:
                 os.chmod(path, mode)
         for path, lines in rec["appended"]:
             self._remove_lines(Path(path), lines)
-        if rec.get("sql_undo"):
-            import sqlite3
-
-            conn = sqlite3.connect(self.paths["db"], timeout=10)
-            try:
-                for sql in rec["sql_undo"]:
-                    conn.execute(sql)
-                conn.commit()
-            finally:
-                conn.close()
         shutil.rmtree(self.paths["attic"] / rec["name"], ignore_errors=True)
         self._strip_app_errors(rec.get("t0", time.time()))
         for comp in dict.fromkeys(rec["restart"]):
