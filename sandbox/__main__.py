@@ -158,6 +158,7 @@ def _run(args) -> int:
             for name, f in FAULTS.items():
                 only = "" if len(f.layouts) > 1 else f" [{', '.join(f.layouts)} only]"
                 print(f"{name:<{width}}  {f.description}{only}")
+                print(f"{'':<{width}}    must fail: {', '.join(sorted(f.fails))}")
             return 0
         if args.fcmd == "add":
             if args.name not in FAULTS:
