@@ -1,5 +1,5 @@
 """The fault catalogue: each fault is a real defect injected into a running sandbox and undone exactly, declared
-with the health checks it must fail (and no other).
+with the health checks it must fail (and no other), per layout.
 
 An inject function changes the sandbox and records in its fault record (a dict kept in the
 state file) everything the generic clear needs: flag files, files moved to the attic,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from . import logfmt
+from . import logfmt, seed
 from .seed import random_secret
 
 
@@ -30,7 +30,8 @@ class SandboxError(Exception):
 
 @dataclass(frozen=True)
 class Fault:
-    """A defect the sandbox can inject, and the checks it must fail (and no other)."""
+    """A defect the sandbox can inject, and the checks it must fail: ``fails`` in every layout unless
+    ``fails_v2`` says what FossaWork V2 as deployed makes of it."""
 
     description: str
     layouts: tuple[str, ...] = ("runbook", "v2")
@@ -38,6 +39,11 @@ class Fault:
     thresholds: dict | None = None
     category: str = ""
     fails: frozenset[str] = frozenset()
+    fails_v2: frozenset[str] | None = None
+
+    def must_fail(self, layout: str) -> frozenset[str]:
+        """The checks this fault must fail in ``layout``, and no other."""
+        return self.fails_v2 if layout == "v2" and self.fails_v2 is not None else self.fails
 
 
 FAULTS: dict[str, Fault] = {}
@@ -60,17 +66,48 @@ BAD_TOKENS = frozenset(
     f"test_validate_rejects_bad_token[{k}]"
     for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
 )
+# v2 checks a password on WorkFossa before it opens the database: while the database is broken a wrong password is
+# still refused (401: the login route is there), and only the test user's login fails.
+TEST_USER_LOGIN_FAILS = frozenset({"test_login_with_test_user_succeeds"})
+# FossaWork V2 serves dispensers inside the work-order list, so its profile names that route for both.
+WORK_ORDER_ROUTE_V2 = frozenset(
+    {"test_api_endpoint_answers_200_with_json[work_orders]", "test_api_endpoint_answers_200_with_json[dispensers]"}
+)
+
+
+def _without_database(*checks: str, v2_also: Iterable[str] = ()) -> dict:
+    """What a fault that breaks the database fails besides ``checks``: the application's logins, which read the
+    user (and in v2 write the login) there; ``v2_also``: more in v2, whose stored credentials are in the database."""
+    return {"fails": LOGIN_DOWN | set(checks), "fails_v2": TEST_USER_LOGIN_FAILS | set(checks) | set(v2_also)}
 
 
 def _register(name: str, fault: Fault) -> None:
     FAULTS[name] = fault
 
 
-def fault(name: str, description: str, fails: Iterable[str], layouts=("runbook", "v2"), category=""):
+def fault(
+    name: str,
+    description: str,
+    fails: Iterable[str],
+    fails_v2: Iterable[str] | None = None,
+    layouts=("runbook", "v2"),
+    category="",
+):
     """Register the decorated inject function as fault ``name``."""
 
     def register(fn):
-        _register(name, Fault(description, tuple(layouts), fn, None, category, frozenset(fails)))
+        _register(
+            name,
+            Fault(
+                description,
+                tuple(layouts),
+                fn,
+                None,
+                category,
+                frozenset(fails),
+                None if fails_v2 is None else frozenset(fails_v2),
+            ),
+        )
         return fn
 
     return register
@@ -90,7 +127,7 @@ def _threshold(name: str, description: str, fails: Iterable[str], **values) -> N
 # --- backend process --------------------------------------------------------------------------
 
 
-@fault("backend_down", "Backend uvicorn process stopped (by pid).", fails=BACKEND_DOWN, category="backend")
+@fault("backend_down", "Backend uvicorn process stopped (by pid).", BACKEND_DOWN, category="backend")
 def _backend_down(sb, rec):
     sb.stop_component("backend")
     rec["restart"].append("backend")
@@ -99,7 +136,7 @@ def _backend_down(sb, rec):
 @fault(
     "backend_duplicate",
     "A second uvicorn backend process with the same cwd on another port.",
-    fails={"test_backend_process_is_not_duplicated"},
+    {"test_backend_process_is_not_duplicated"},
     category="backend",
 )
 def _backend_duplicate(sb, rec):
@@ -110,7 +147,7 @@ def _backend_duplicate(sb, rec):
 @fault(
     "port_taken",
     "Backend stopped and a non-uvicorn process (python -m http.server) listens on the API port.",
-    fails=BACKEND_DOWN | {"test_api_port_is_held_by_the_backend"},
+    BACKEND_DOWN | {"test_api_port_is_held_by_the_backend"},
     category="backend",
 )
 def _port_taken(sb, rec):
@@ -127,7 +164,7 @@ def _port_taken(sb, rec):
 @fault(
     "backend_cpu_burn",
     "A thread in the backend process spins (process CPU ~100 %).",
-    fails={"test_backend_process_cpu_is_under_threshold"},
+    {"test_backend_process_cpu_is_under_threshold"},
     category="backend",
 )
 def _cpu_burn(sb, rec):
@@ -136,8 +173,10 @@ def _cpu_burn(sb, rec):
 
 @fault(
     "api_500",
-    "The running backend's dispensers route answers 500 until the process is restarted.",
-    fails={"test_api_endpoint_answers_200_with_json[dispensers]"},
+    "The running backend's dispenser serializer fails: the route serving dispensers answers 500 until the process"
+    " is restarted (runbook: /api/dispensers; v2: the work-order list, which carries the dispensers).",
+    {"test_api_endpoint_answers_200_with_json[dispensers]"},
+    fails_v2=WORK_ORDER_ROUTE_V2,
     category="api",
 )
 def _api_500(sb, rec):
@@ -153,29 +192,29 @@ _flag(
     LOGIN_DOWN | {"test_api_endpoint_answers_200_with_json[health]"},
 )
 _flag("api_slow", "Every API request is delayed 1.5 s.", "api", {"test_api_latency_is_under_threshold"})
-_flag("validate_accepts_any", "/api/auth/validate answers 200 to any token, even none.", "auth", BAD_TOKENS)
+_flag("validate_accepts_any", "The token validation route answers 200 to any token, even none.", "auth", BAD_TOKENS)
 _flag(
     "alg_none_accepted",
-    "Tokens signed with alg 'none' are accepted by validate and the protected routes.",
+    "Tokens signed with alg 'none' are accepted by validation and the protected routes.",
     "auth",
     {"test_validate_rejects_bad_token[alg_none]"},
 )
 _flag("login_500", "Login answers 500.", "auth", LOGIN_DOWN)
 _flag(
     "alg_confusion_accepted",
-    "Validate accepts a token claiming RS256 but HMAC-signed with the secret.",
+    "Validation accepts a token claiming RS256 but HMAC-signed with the secret.",
     "auth",
     {"test_validate_rejects_bad_token[alg_confusion]"},
 )
 _flag(
     "auth_routes_missing",
-    "Validate and logout answer 404 (their router is not mounted).",
+    "Token validation and logout answer 404 (their router is not mounted).",
     "auth",
     {"test_auth_route_exists[validate]", "test_auth_route_exists[logout]", "test_token_from_login_validates"},
 )
 _flag(
     "validate_rejects_valid",
-    "Validate answers 401 even to a fresh token from login.",
+    "Token validation answers 401 even to a fresh token from login.",
     "auth",
     {"test_token_from_login_validates"},
 )
@@ -191,37 +230,33 @@ _flag(
     "security",
     {"test_api_does_not_allow_any_origin_with_credentials"},
 )
+_flag(
+    "cors_reflects_origin",
+    "401 answers echo any request Origin in Access-Control-Allow-Origin with Allow-Credentials: true.",
+    "security",
+    {"test_api_does_not_allow_any_origin_with_credentials"},
+)
 
 
-def _rewrite_secret(sb, rec, secret: str) -> None:
+def _rewrite_env(sb, rec, **values: str) -> None:
+    """Set keys of the backend's .env (in place: its owner and mode stay) and restart the backend to read them."""
     env = sb.paths["env_file"]
     sb.backup_file(env, rec)
-    values = logfmt_env(env)
-    values["SECRET_KEY"] = secret
-    mode = os.stat(env).st_mode & 0o777
-    env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    os.chmod(env, mode)
+    text = "".join(f"{k}={v}\n" for k, v in {**seed.read_env(env), **values}.items())
+    with open(env, "w", encoding="utf-8") as handle:
+        handle.write(text)
     sb.restart_component("backend")
     rec["restart"].append("backend")
-
-
-def logfmt_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if "=" in line:
-            k, _, v = line.partition("=")
-            out[k.strip()] = v.strip()
-    return out
 
 
 @fault(
     "jwt_short_secret",
     "Backend restarted with a 16-character JWT secret (.env updated).",
-    fails={"test_jwt_secret_is_at_least_32_characters"},
+    {"test_jwt_secret_is_at_least_32_characters"},
     category="auth",
 )
 def _jwt_short(sb, rec):
-    _rewrite_secret(sb, rec, random_secret(16))
+    _rewrite_env(sb, rec, SECRET_KEY=random_secret(16))
 
 
 DEFAULT_SECRET = "your-secret-key-here-change-in-production-please"
@@ -230,11 +265,22 @@ DEFAULT_SECRET = "your-secret-key-here-change-in-production-please"
 @fault(
     "jwt_default_secret",
     f"Backend restarted with the well-known example secret {DEFAULT_SECRET!r}.",
-    fails={"test_jwt_secret_is_not_a_known_default"},
+    {"test_jwt_secret_is_not_a_known_default"},
     category="auth",
 )
 def _jwt_default(sb, rec):
-    _rewrite_secret(sb, rec, DEFAULT_SECRET)
+    _rewrite_env(sb, rec, SECRET_KEY=DEFAULT_SECRET)
+
+
+@fault(
+    "dev_mode_login",
+    "Backend restarted with WORKFOSSA_DEV_MODE=true (.env updated): login accepts, and stores, any password.",
+    {"test_login_rejects_wrong_password"},
+    layouts=("v2",),
+    category="auth",
+)
+def _dev_mode(sb, rec):
+    _rewrite_env(sb, rec, WORKFOSSA_DEV_MODE="true")
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -243,78 +289,91 @@ def _jwt_default(sb, rec):
 @fault(
     "db_missing",
     "Database file moved aside to the attic.",
-    # The application reads its users from the database: a broken database is also a broken login.
-    fails=LOGIN_DOWN | {"test_database_file_exists"},
+    **_without_database("test_database_file_exists"),
     category="database",
 )
 def _db_missing(sb, rec):
-    sb.move_aside(sb.paths["db"], rec)
+    sb.move_database_aside(rec)
+
+
+def _replace_db(sb, rec) -> Path:
+    """Move the database aside for a file the fault writes in its place (the backend's, as a deploy leaves it)."""
+    sb.move_database_aside(rec)
+    db = sb.paths["db"]
+    rec["created"].append(str(db))
+    return db
+
+
+def _replaced(sb, db: Path) -> None:
+    os.chmod(db, 0o600)
+    sb.give_to_backend(db)
 
 
 @fault(
     "db_empty",
     "Database replaced by a zero-byte file.",
-    fails=LOGIN_DOWN | {"test_database_file_is_not_empty"},
+    **_without_database("test_database_file_is_not_empty", v2_also={"test_credential_store_holds_credentials"}),
     category="database",
 )
 def _db_empty(sb, rec):
-    db = sb.paths["db"]
-    sb.move_aside(db, rec)
+    db = _replace_db(sb, rec)
     db.touch()
-    os.chmod(db, 0o600)
-    rec["created"].append(str(db))
+    _replaced(sb, db)
 
 
 @fault(
     "db_not_a_database",
     "Database replaced by a text file.",
-    fails=LOGIN_DOWN
-    | {
+    **_without_database(
         "test_database_is_a_readable_sqlite_database",
         "test_backend_error_log_has_no_critical_error_pattern[DatabaseError]",
-    },
+    ),
     category="database",
 )
 def _db_text(sb, rec):
-    db = sb.paths["db"]
-    sb.move_aside(db, rec)
+    db = _replace_db(sb, rec)
     db.write_text("This is not a database: it is a text file left here by a broken deploy.\n" * 40)
-    os.chmod(db, 0o600)
-    rec["created"].append(str(db))
+    _replaced(sb, db)
 
 
 @fault(
     "db_no_tables",
     "Database replaced by a valid SQLite file with no tables.",
-    fails=LOGIN_DOWN | {"test_database_has_expected_tables"},
+    **_without_database("test_database_has_expected_tables", v2_also={"test_credential_store_holds_credentials"}),
     category="database",
 )
 def _db_no_tables(sb, rec):
-    db = sb.paths["db"]
-    sb.move_aside(db, rec)
+    db = _replace_db(sb, rec)
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
-    os.chmod(db, 0o600)
-    rec["created"].append(str(db))
+    _replaced(sb, db)
 
 
 @fault(
     "db_corrupt",
     "Garbage written over b-tree pages of work_orders (header intact; integrity_check fails).",
-    fails={
+    {
         "test_database_passes_quick_check",
         "test_database_passes_integrity_check",
         "test_database_foreign_keys_are_consistent",
         "test_api_endpoint_answers_200_with_json[work_orders]",
         "test_backend_error_log_has_no_critical_error_pattern[DatabaseError]",
     },
+    # v2's dispensers come with the work orders, so the broken pages break that one route for both.
+    fails_v2=WORK_ORDER_ROUTE_V2
+    | {
+        "test_database_passes_quick_check",
+        "test_database_passes_integrity_check",
+        "test_database_foreign_keys_are_consistent",
+        "test_backend_error_log_has_no_critical_error_pattern[DatabaseError]",
+    },
     category="database",
 )
 def _db_corrupt(sb, rec):
     db = sb.paths["db"]
-    sb.backup_file(db, rec)
+    sb.backup_database(rec)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -342,13 +401,12 @@ def _db_corrupt(sb, rec):
 @fault(
     "db_fk_violation",
     "A dispensers row points to a missing work order (inserted with foreign_keys off).",
-    fails={"test_database_foreign_keys_are_consistent"},
+    {"test_database_foreign_keys_are_consistent"},
     category="database",
 )
 def _db_fk(sb, rec):
-    db = sb.paths["db"]
-    sb.backup_file(db, rec)
-    conn = sqlite3.connect(db)
+    sb.backup_database(rec)
+    conn = sqlite3.connect(sb.paths["db"])
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute(
         "INSERT INTO dispensers (work_order_id, dispenser_number, make, model, fuel_grades, serial_number)"
@@ -361,8 +419,8 @@ def _db_fk(sb, rec):
 @fault(
     "db_locked",
     "A separate process holds BEGIN EXCLUSIVE on the database (killed by pid on clear).",
-    # The application cannot log anyone in while the database is locked.
-    fails=LOGIN_DOWN | {"test_database_is_not_locked"},
+    # The application cannot log anyone in while the database is locked (v2: its login writes).
+    **_without_database("test_database_is_not_locked"),
     category="database",
 )
 def _db_locked(sb, rec):
@@ -374,13 +432,12 @@ def _db_locked(sb, rec):
 @fault(
     "db_bloated",
     "Free pages > 10 % of the file (a big blob table inserted, then dropped).",
-    fails={"test_database_free_pages_are_under_ratio"},
+    {"test_database_free_pages_are_under_ratio"},
     category="database",
 )
 def _db_bloated(sb, rec):
-    db = sb.paths["db"]
-    sb.backup_file(db, rec)
-    conn = sqlite3.connect(db)
+    sb.backup_database(rec)
+    conn = sqlite3.connect(sb.paths["db"])
     conn.execute("CREATE TABLE bloat (data BLOB)")
     conn.executemany("INSERT INTO bloat VALUES (randomblob(16000))", [()] * 600)
     conn.commit()
@@ -396,38 +453,58 @@ def _chmod(path_key: str, mode: int):
     return inject
 
 
-FAULTS["db_unreadable"] = Fault(
-    "Database file chmod 0200: its owner (the service) cannot read it.",
-    ("runbook", "v2"),
-    _chmod("db", 0o200),
-    None,
-    "database",
-    fails=frozenset({"test_database_file_is_readable"}),
+_register(
+    "db_unreadable",
+    Fault(
+        "Database file chmod 0200: its owner (the service) cannot read it.",
+        inject=_chmod("db", 0o200),
+        category="database",
+        fails=frozenset({"test_database_file_is_readable"}),
+        # v2's backend runs as the file's owner, not as root: it cannot read the file either, and logins need it.
+        fails_v2=TEST_USER_LOGIN_FAILS | {"test_database_file_is_readable"},
+    ),
 )
-FAULTS["db_unwritable"] = Fault(
-    "Database file chmod 0400: its owner (the service) cannot write it.",
-    ("runbook", "v2"),
-    _chmod("db", 0o400),
-    None,
-    "database",
-    fails=frozenset({"test_database_file_is_writable"}),
+_register(
+    "db_unwritable",
+    Fault(
+        "Database file chmod 0400: its owner (the service) cannot write it.",
+        inject=_chmod("db", 0o400),
+        category="database",
+        fails=frozenset({"test_database_file_is_writable"}),
+        # Every v2 login writes (last-used time, credentials), as the file's owner: no login succeeds.
+        fails_v2=TEST_USER_LOGIN_FAILS | {"test_database_file_is_writable"},
+    ),
 )
-FAULTS["db_world_readable"] = Fault(
-    "Database file chmod 0644 (healthy: 0600).",
-    ("runbook", "v2"),
-    _chmod("db", 0o644),
-    None,
-    "security",
-    fails=frozenset({"test_secret_files_are_not_readable_by_others"}),
+_register(
+    "db_world_readable",
+    Fault(
+        "Database file chmod 0644 (healthy: 0600).",
+        inject=_chmod("db", 0o644),
+        category="security",
+        fails=frozenset({"test_secret_files_are_not_readable_by_others"}),
+    ),
 )
-FAULTS["env_world_readable"] = Fault(
-    "backend/.env chmod 0644 (healthy: 0600).",
-    ("runbook", "v2"),
-    _chmod("env_file", 0o644),
-    None,
-    "security",
-    fails=frozenset({"test_secret_files_are_not_readable_by_others"}),
+_register(
+    "env_world_readable",
+    Fault(
+        "backend/.env chmod 0644 (healthy: 0600).",
+        inject=_chmod("env_file", 0o644),
+        category="security",
+        fails=frozenset({"test_secret_files_are_not_readable_by_others"}),
+    ),
 )
+
+
+def _write_log(path: Path, line: str, size: int) -> None:
+    """A log file of ``size`` bytes at most (whole lines, less than one line short), one line over and over."""
+    block = ((line + "\n") * (1024 * 1024 // (len(line) + 1) + 1)).encode()[: 1024 * 1024]
+    block = block[: block.rfind(b"\n") + 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        rest = block[: size % len(block)]
+        f.write(rest[: rest.rfind(b"\n") + 1])
 
 
 # --- credentials ------------------------------------------------------------------------------
@@ -436,14 +513,14 @@ FAULTS["env_world_readable"] = Fault(
 @fault(
     "credentials_missing",
     "Stored WorkFossa credentials gone (runbook: dir moved aside; v2: rows moved to a side table).",
-    fails={"test_credential_store_holds_credentials"},
+    {"test_credential_store_holds_credentials"},
     category="credentials",
 )
 def _cred_missing(sb, rec):
     if sb.layout == "runbook":
         sb.move_aside(sb.paths["credentials_dir"], rec)
         return
-    sb.backup_file(sb.paths["db"], rec)  # clear restores the exact file
+    sb.backup_database(rec)  # clear restores the exact file
     conn = sqlite3.connect(sb.paths["db"])
     conn.execute("CREATE TABLE user_credentials_quarantine AS SELECT * FROM user_credentials")
     conn.execute("DELETE FROM user_credentials")
@@ -454,8 +531,8 @@ def _cred_missing(sb, rec):
 @fault(
     "credentials_world_readable",
     "Credentials dir 0755 and files 0644 (healthy: 0700 / 0600).",
+    {"test_secret_files_are_not_readable_by_others"},
     layouts=("runbook",),
-    fails={"test_secret_files_are_not_readable_by_others"},
     category="credentials",
 )
 def _cred_world(sb, rec):
@@ -470,18 +547,15 @@ def _cred_world(sb, rec):
 
 @fault(
     "error_burst",
-    "60 error lines in the last hour in a new file under logs/errors.",
-    fails={"test_error_logs_hold_few_errors_in_the_last_hour"},
+    "60 error lines in the last hour (runbook: a new file under logs/errors; v2: its general log, where it writes"
+    " every error).",
+    {"test_error_logs_hold_few_errors_in_the_last_hour"},
+    # v2's general log is its backend error log too: 60 errors there are also too many recent backend errors.
+    fails_v2={"test_error_logs_hold_few_errors_in_the_last_hour", "test_backend_error_log_has_few_recent_errors"},
     category="logs",
 )
 def _error_burst(sb, rec):
     t = logfmt.now()
-    name = (
-        "errors/integration-errors.jsonl"
-        if sb.layout == "runbook"
-        else f"errors/integration-errors-{t.astimezone():%Y-%m-%d}.jsonl"
-    )
-    path = sb.paths["log_dir"] / name
     lines = []
     for k in range(60):
         when = t - timedelta(seconds=45 * k + 5)
@@ -495,7 +569,12 @@ def _error_burst(sb, rec):
                 "sync_work_orders:144",
             )
         )
-    logfmt.append(path, list(reversed(lines)))
+    lines.reverse()
+    if sb.layout == "v2":
+        sb.append_lines(logfmt.log_path(sb.paths["log_dir"], "v2", "backend_errors", t), lines, rec)
+        return
+    path = sb.paths["log_dir"] / "errors" / "integration-errors.jsonl"
+    logfmt.append(path, lines)
     rec["created"].append(str(path))
 
 
@@ -511,8 +590,8 @@ def _append_recent(sb, rec, kind: str, messages: list[tuple[str, str, str]], spa
 
 @fault(
     "backend_error_burst",
-    "8 recent errors appended to the backend error log only.",
-    fails={"test_backend_error_log_has_few_recent_errors"},
+    "8 recent errors appended to the backend error log only (v2: its general log).",
+    {"test_backend_error_log_has_few_recent_errors"},
     category="logs",
 )
 def _backend_error_burst(sb, rec):
@@ -530,7 +609,7 @@ def _backend_error_burst(sb, rec):
 @fault(
     "critical_error_pattern",
     "Recent ConnectionError, DatabaseError, TimeoutError and MemoryError lines in the backend error log.",
-    fails={
+    {
         f"test_backend_error_log_has_no_critical_error_pattern[{p}]"
         for p in ("ConnectionError", "DatabaseError", "TimeoutError", "MemoryError")
     },
@@ -556,81 +635,85 @@ def _critical(sb, rec):
 
 @fault(
     "import_error",
-    "A recent ModuleNotFoundError (ImportError) line in the startup log.",
-    fails={"test_backend_logs_show_no_import_errors"},
+    "runbook: a recent ModuleNotFoundError (ImportError) line in the startup log; v2: the deployed code imports a"
+    " module that is not there, so the restarted backend dies at import with the traceback in its journal.",
+    {"test_backend_logs_show_no_import_errors"},
+    # As deployed, an import error is a backend that does not start; its traceback goes to stderr only.
+    fails_v2=BACKEND_DOWN | {"test_backend_logs_show_no_import_errors"},
     category="logs",
 )
 def _import_error(sb, rec):
-    _append_recent(
-        sb,
-        rec,
-        "general",
-        [
-            ("ERROR", "fossawork.main", "Failed to import app.routes.automation"),
-            ("ERROR", "fossawork.main", "ModuleNotFoundError: No module named 'fossa_missing'"),
-        ],
-        spacing_s=30,
-    )
+    if sb.layout == "runbook":
+        _append_recent(
+            sb,
+            rec,
+            "general",
+            [
+                ("ERROR", "fossawork.main", "Failed to import app.routes.automation"),
+                ("ERROR", "fossawork.main", "ModuleNotFoundError: No module named 'fossa_missing'"),
+            ],
+            spacing_s=30,
+        )
+        return
+    main = sb.paths["backend_dir"] / "app" / "main.py"
+    sb.backup_file(main, rec)
+    with open(main, "a", encoding="utf-8") as handle:
+        handle.write("\nfrom app.routes import automation  # a router the deploy did not ship\n")
+    rec["restart"].append("backend")
+    sb.restart_component("backend", wait=False)
+    sb.wait_exit("backend")
+    journal = sb.paths["backend_journal"].read_text(errors="replace")
+    if "ModuleNotFoundError" not in journal:
+        raise SandboxError(f"the backend did not die of the import error: {journal.strip().splitlines()[-1:]}")
 
 
 @fault(
     "backend_log_missing",
-    "Backend error log file(s) moved aside to the attic.",
-    fails={"test_backend_error_log_exists"},
+    "Backend error log file(s) moved aside to the attic (v2: the general log, which it keeps writing to).",
+    {"test_backend_error_log_exists"},
     category="logs",
 )
 def _backend_log_missing(sb, rec):
     log_dir = sb.paths["log_dir"]
-    if sb.layout == "runbook":
-        files = [log_dir / logfmt.FILES["runbook"]["backend_errors"]]
-    else:
-        files = sorted((log_dir / "errors").glob("backend-errors-*.jsonl"))
-    for f in files:
-        if f.exists():
+    for pattern in logfmt.GLOBS[sb.layout]["backend_errors"]:
+        for f in sorted(log_dir.glob(pattern)):
             sb.move_aside(f, rec)
 
 
 @fault(
     "log_oversized",
     "A 101 MiB log file of log lines under logs/backend.",
-    fails={"test_log_files_are_under_size_limit"},
+    {"test_log_files_are_under_size_limit"},
     category="logs",
 )
 def _log_oversized(sb, rec):
     t = logfmt.now() - timedelta(hours=3)
     path = sb.paths["log_dir"] / "backend" / "backend-debug.jsonl"
-    line = (
-        logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52") + "\n"
-    )
-    block = (line * (1024 * 1024 // len(line) + 1)).encode()[: 1024 * 1024]
-    block = block[: block.rfind(b"\n") + 1]
     rec["created"].append(str(path))
-    with open(path, "wb") as f:
-        written = 0
-        while written <= 100 * 1024 * 1024:
-            f.write(block)
-            written += len(block)
+    line = logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52")
+    _write_log(path, line, 101 * 1024 * 1024)
 
 
 def _automation(sb, rec, n: int, failed: int, age: timedelta, spacing_min: int) -> None:
-    auto_dir = sb.paths["log_dir"] / "automation"
-    for f in sorted(auto_dir.glob("*.jsonl")):
-        sb.move_aside(f, rec)
     t = logfmt.now() - age
     fail_at = {round(i * n / failed) for i in range(failed)} if failed else set()
-    entries = []
-    for k in range(n):
-        when = t - timedelta(minutes=spacing_min * k + 2)
-        ok = k not in fail_at
-        entries.append(
-            (
-                when,
-                logfmt.automation_line(
-                    sb.layout, when, 5000 + n - k, ok, "" if ok else "Timeout waiting for selector #work-orders"
-                ),
-            )
-        )
-    for path in logfmt.write_lines(sb.paths["log_dir"], sb.layout, "automation", entries):
+    jobs = seed.automation_jobs(
+        t - timedelta(minutes=2), n, fail_at, timedelta(minutes=spacing_min), 5000, "Timeout waiting for selector"
+    )
+    if sb.layout == "v2":
+        # FossaWork V2 records outcomes as automation_jobs rows: these replace the recent ones.
+        sb.backup_database(rec)
+        conn = sqlite3.connect(sb.paths["db"])
+        try:
+            with conn:
+                conn.execute("DELETE FROM automation_jobs")
+                seed.insert_automation_jobs(conn, jobs)
+        finally:
+            conn.close()
+        return
+    for f in sorted((sb.paths["log_dir"] / "automation").glob("*.jsonl")):
+        sb.move_aside(f, rec)
+    for path in seed.log_automation_jobs(sb.paths["log_dir"], jobs):
         rec["created"].append(str(path))
         if age:
             logfmt.set_mtime(path, t)
@@ -638,8 +721,8 @@ def _automation(sb, rec, n: int, failed: int, age: timedelta, spacing_min: int) 
 
 @fault(
     "automation_failure_30",
-    "Recent automation attempts ~30 % failed (6 of 20).",
-    fails={"test_automation_failure_rate_is_under_threshold"},
+    "Recent automation attempts ~30 % failed (6 of 20; v2: automation_jobs rows).",
+    {"test_automation_failure_rate_is_under_threshold"},
     category="automation",
 )
 def _auto30(sb, rec):
@@ -648,8 +731,8 @@ def _auto30(sb, rec):
 
 @fault(
     "automation_failure_60",
-    "Recent automation attempts ~60 % failed (12 of 20).",
-    fails={"test_automation_failure_rate_is_under_threshold", "test_automation_failure_rate_is_not_critical"},
+    "Recent automation attempts ~60 % failed (12 of 20; v2: automation_jobs rows).",
+    {"test_automation_failure_rate_is_under_threshold", "test_automation_failure_rate_is_not_critical"},
     category="automation",
 )
 def _auto60(sb, rec):
@@ -658,8 +741,8 @@ def _auto60(sb, rec):
 
 @fault(
     "automation_logs_stale",
-    "Newest automation entries and files are 3 days old (recent ones moved aside).",
-    fails={"test_automation_logs_are_recent"},
+    "Newest automation entries (v2: automation_jobs rows) are 3 days old; the recent ones are moved aside.",
+    {"test_automation_logs_are_recent"},
     category="automation",
 )
 def _auto_stale(sb, rec):
@@ -669,7 +752,7 @@ def _auto_stale(sb, rec):
 # --- frontend ---------------------------------------------------------------------------------
 
 
-@fault("frontend_down", "Vite dev server stopped (by pid).", fails=FRONTEND_DOWN, category="frontend")
+@fault("frontend_down", "Vite dev server stopped (by pid).", FRONTEND_DOWN, category="frontend")
 def _frontend_down(sb, rec):
     sb.stop_component("frontend")
     rec["restart"].append("frontend")
@@ -678,7 +761,7 @@ def _frontend_down(sb, rec):
 @fault(
     "frontend_not_html",
     "Vite stopped; a process answers 200 application/json on the frontend port.",
-    fails=FRONTEND_DOWN,
+    FRONTEND_DOWN,
     category="frontend",
 )
 def _frontend_json(sb, rec):
@@ -693,7 +776,7 @@ def _frontend_json(sb, rec):
 @fault(
     "frontend_hang",
     "Vite stopped; a process accepts TCP on the frontend port and never answers.",
-    fails=FRONTEND_DOWN,
+    FRONTEND_DOWN,
     category="frontend",
 )
 def _frontend_hang(sb, rec):
@@ -708,7 +791,7 @@ def _frontend_hang(sb, rec):
 @fault(
     "frontend_duplicate",
     "A second Vite dev server with the same cwd on another port.",
-    fails={"test_frontend_dev_server_is_not_duplicated"},
+    {"test_frontend_dev_server_is_not_duplicated"},
     category="frontend",
 )
 def _frontend_dup(sb, rec):
@@ -719,11 +802,7 @@ def _frontend_dup(sb, rec):
 @fault(
     "node_modules_missing",
     "frontend/node_modules moved aside to the attic.",
-    fails={
-        "test_frontend_dependencies_are_installed",
-        "test_frontend_typescript_compiles",
-        "test_frontend_build_succeeds",
-    },
+    {"test_frontend_dependencies_are_installed", "test_frontend_typescript_compiles", "test_frontend_build_succeeds"},
     category="frontend",
 )
 def _nm_missing(sb, rec):
@@ -734,7 +813,7 @@ def _nm_missing(sb, rec):
     "npm_missing_dependency",
     "The declared dependency 'vite' removed from node_modules (npm ls fails).",
     # The build script runs vite (removed here) and tsc: the build fails with it.
-    fails={"test_frontend_dependencies_are_installed", "test_frontend_build_succeeds"},
+    {"test_frontend_dependencies_are_installed", "test_frontend_build_succeeds"},
     category="frontend",
 )
 def _npm_missing(sb, rec):
@@ -744,7 +823,7 @@ def _npm_missing(sb, rec):
 @fault(
     "ts_error",
     "A type error introduced in src/main.ts (tsc --noEmit fails).",
-    fails={"test_frontend_typescript_compiles", "test_frontend_build_succeeds"},
+    {"test_frontend_typescript_compiles", "test_frontend_build_succeeds"},
     category="frontend",
 )
 def _ts_error(sb, rec):
@@ -757,7 +836,7 @@ def _ts_error(sb, rec):
 @fault(
     "build_broken",
     "index.html references a missing module script: vite build fails, tsc passes.",
-    fails={"test_frontend_build_succeeds"},
+    {"test_frontend_build_succeeds"},
     category="frontend",
 )
 def _build_broken(sb, rec):
@@ -775,7 +854,9 @@ def _build_broken(sb, rec):
 @fault(
     "workfossa_down",
     "WorkFossa stand-in process stopped (by pid).",
-    fails={"test_workfossa_site_answers"},
+    {"test_workfossa_site_answers"},
+    # v2 checks every login's password on WorkFossa: without it nobody logs in.
+    fails_v2=LOGIN_DOWN | {"test_workfossa_site_answers"},
     category="workfossa",
 )
 def _wf_down(sb, rec):
@@ -786,13 +867,13 @@ def _wf_down(sb, rec):
 @fault(
     "secret_in_bundle",
     "src/main.ts embeds the backend's JWT secret, so the served bundle leaks it.",
-    fails={"test_frontend_bundle_contains_no_secret"},
+    {"test_frontend_bundle_contains_no_secret"},
     category="frontend",
 )
 def _secret_in_bundle(sb, rec):
     main = sb.paths["frontend_dir"] / "src" / "main.ts"
     sb.backup_file(main, rec)
-    secret = logfmt_env(sb.paths["env_file"])["SECRET_KEY"]
+    secret = seed.read_env(sb.paths["env_file"])["SECRET_KEY"]
     with open(main, "a", encoding="utf-8") as handle:
         handle.write(f'\nexport const SESSION_SIGNING_KEY = "{secret}";\n')
 
@@ -800,7 +881,7 @@ def _secret_in_bundle(sb, rec):
 @fault(
     "browser_broken",
     "The deployment's Chromium (bin/chromium) replaced by a binary that cannot start.",
-    fails={"test_headless_browser_launches"},
+    {"test_headless_browser_launches"},
     category="browser",
 )
 def _browser_broken(sb, rec):
@@ -814,7 +895,7 @@ def _browser_broken(sb, rec):
 @fault(
     "browser_zombies",
     "6 orphaned headless chromium processes (parent exited); pids in run/zombies.pids.",
-    fails={"test_browser_processes_are_under_maximum"},
+    {"test_browser_processes_are_under_maximum"},
     category="browser",
 )
 def _zombies(sb, rec):

@@ -28,29 +28,12 @@ SLOW = (
 )
 SLOW_FOR = {"frontend", "browser"}
 
-# In FossaWork V2's real layout the faults that differ from the runbook's layout: routes, log formats and
-# files, credentials in a table. The other faults are layout-independent and run in the runbook layout only.
-V2_FAULTS = [
-    "backend_down",
-    "api_500",
-    "validate_accepts_any",
-    "login_500",
-    "db_corrupt",
-    "db_missing",
-    "credentials_missing",
-    "auth_routes_missing",
-    "error_burst",
-    "backend_error_burst",
-    "critical_error_pattern",
-    "import_error",
-    "backend_log_missing",
-    "automation_failure_30",
-    "automation_failure_60",
-    "automation_logs_stale",
-]
+# The frontend tree and the browser are the same in both layouts, and threshold faults change the profile only:
+# their faults are proven once, in the runbook layout. Every other fault runs in each layout it applies to.
+SAME_IN_BOTH_LAYOUTS = {"frontend", "browser", "threshold"}
 
-# Shorter page timeouts keep frontend_hang quick. The API keeps the runbook's 5 s: under db_locked the
-# application serialises requests behind its 2 s busy timeout, and that is slow, not hung.
+# Shorter page timeouts keep frontend_hang quick. The API keeps its profile's read timeout: a v2 login waits on
+# WorkFossa, and under db_locked on the database's 2 s busy timeout too, and that is slow, not hung.
 ENV = {"FOSSAWORK_TIMEOUTS_FRONTEND": "2", "FOSSAWORK_TIMEOUTS_WORKFOSSA": "2"}
 
 
@@ -103,9 +86,12 @@ def sandbox(request):
 
 def pytest_generate_tests(metafunc):
     if "fault" in metafunc.fixturenames:
-        # Every fault in the runbook layout; in FossaWork V2's layout, the faults whose checks read it differently.
-        cases = [("runbook", f) for f in FAULTS] + [("v2", f) for f in V2_FAULTS]
-        cases = [(layout, f) for layout, f in cases if layout in FAULTS[f].layouts]
+        cases = [
+            (layout, name)
+            for name, f in FAULTS.items()
+            for layout in f.layouts
+            if layout == "runbook" or f.category not in SAME_IN_BOTH_LAYOUTS
+        ]
         ids = [f"{f}-{layout}" for layout, f in cases]
         metafunc.parametrize(("sandbox", "fault"), cases, indirect=["sandbox"], ids=ids, scope="module")
     elif "sandbox" in metafunc.fixturenames:
@@ -124,10 +110,10 @@ def test_each_fault_fails_exactly_its_checks(sandbox, fault, tmp_path):
         outcomes = run_suite(sandbox, tmp_path, with_slow=FAULTS[fault].category in SLOW_FOR)
     finally:
         sandbox.clear(fault)
-    assert checks_that_failed(outcomes) == FAULTS[fault].fails
+    assert checks_that_failed(outcomes) == FAULTS[fault].must_fail(sandbox.layout)
 
 
-def test_every_check_is_proven_by_a_fault():
+def _collected_checks() -> set[str]:
     collected = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "--target", "local", "--no-incident-report"],
         cwd=ROOT,
@@ -135,8 +121,12 @@ def test_every_check_is_proven_by_a_fault():
         text=True,
         timeout=60,
     ).stdout
-    checks = {line.split("::", 1)[1] for line in collected.splitlines() if line.startswith("health/")}
-    proven = set().union(*(f.fails for f in FAULTS.values()))
+    return {line.split("::", 1)[1] for line in collected.splitlines() if line.startswith("health/")}
+
+
+def test_every_check_is_proven_by_a_fault():
+    checks = _collected_checks()
+    proven = {check for f in FAULTS.values() for layout in f.layouts for check in f.must_fail(layout)}
     assert checks - proven == set(), "checks without a fault that proves them"
     assert proven - checks == set(), "faults name checks that do not exist"
 
@@ -170,9 +160,17 @@ P1_FAULTS = {
     "validate_rejects_valid",
     "db_locked",  # the application cannot log anyone in while the database is locked
 }
+# In FossaWork V2 as deployed, more faults stop every login or the backend itself: P1 there.
+P1_FAULTS_V2 = (P1_FAULTS - {"credentials_world_readable"}) | {
+    "dev_mode_login",  # any password logs in
+    "import_error",  # the backend does not start
+    "db_unwritable",  # every login writes
+    "workfossa_down",  # every login goes through WorkFossa
+}
 
 
-def test_pytest_m_p1_fails_for_exactly_the_p1_faults():
+@pytest.mark.parametrize("layout, p1_faults", [("runbook", P1_FAULTS), ("v2", P1_FAULTS_V2)])
+def test_pytest_m_p1_fails_for_exactly_the_p1_faults(layout, p1_faults):
     catalog = subprocess.run(
         [sys.executable, "-m", "pytest", "--runbook", "--target", "local", "--no-incident-report"],
         cwd=ROOT,
@@ -186,5 +184,9 @@ def test_pytest_m_p1_fails_for_exactly_the_p1_faults():
         if line.startswith("health/") and nxt.strip()[:2] in ("P1", "P2", "P3", "P4")
     }
     # A fault makes `pytest -m p1` fail exactly when one of the checks it fails is marked p1.
-    p1 = {name for name, f in FAULTS.items() if any(severity[c] == "p1" for c in f.fails)}
-    assert p1 == P1_FAULTS
+    p1 = {
+        name
+        for name, f in FAULTS.items()
+        if layout in f.layouts and any(severity.get(c) == "p1" for c in f.must_fail(layout))
+    }
+    assert p1 == p1_faults
