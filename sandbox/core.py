@@ -36,7 +36,10 @@ COMPONENTS = ("backend", "frontend", "workfossa")
 START_TIMEOUT = 30.0
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 TARGETS_DIR = PROJECT_DIR / ".sandboxes"
-SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups", "bin", "workfossa")
+SUBDIRS = ("data", "frontend", "run", "faults", "attic", "bin", "workfossa")
+# The backend's data (backend folder with the database, logs, backups) shares one filesystem: a tmpfs of this
+# size when root can mount one. Room for log_oversized's 101 MiB log, cheap to fill past 90 % (disk_nearly_full).
+DATA_FS_BYTES = 128 * 1024 * 1024
 # The dedicated system user the v2 backend runs as when the sandbox is started by root (created by `setup`).
 SERVICE_USER = "fossawork-sandbox"
 # The backend's code, copied into <backend>/app and started from there as the deployment starts it.
@@ -226,13 +229,18 @@ class Sandbox:
     @property
     def paths(self) -> dict[str, Path]:
         r = self.root
+        data = r / "data"
         return {
             "root": r,
-            "db": r / "backend" / "fossawork_v2.db",
-            "backend_dir": r / "backend",
-            "env_file": r / "backend" / ".env",
-            "credentials_dir": r / "backend" / "data" / "credentials",
-            "log_dir": r / "logs",
+            # One filesystem for the backend's data (its own tmpfs when root could mount one).
+            "data": data,
+            "db": data / "backend" / "fossawork_v2.db",
+            "backend_dir": data / "backend",
+            "env_file": data / "backend" / ".env",
+            "credentials_dir": data / "backend" / "data" / "credentials",
+            "log_dir": data / "logs",
+            "backup_dir": data / "backups",
+            "data_attic": data / ".attic",
             "frontend_dir": r / "frontend",
             "run_dir": r / "run",
             # What the service manager stand-in captures of the backend's stdout and stderr: its journal.
@@ -240,7 +248,6 @@ class Sandbox:
             "browser": r / "bin" / "chromium",
             "fault_dir": r / "faults",
             "attic": r / "attic",
-            "backup_dir": r / "backups",
             "workfossa_dir": r / "workfossa",
             # Inside the checkout, not the temp root: pytest finds its rootdir (and so this project's plugins)
             # from path arguments, so `pytest --target-file <a file under /tmp>` would not load them.
@@ -306,6 +313,7 @@ class Sandbox:
                 raise SandboxError(
                     f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})"
                 )
+            self._unmount_data()
             for sub in SUBDIRS:
                 remove_tree(root / sub)
             remove_tree(root / "sandbox.json")
@@ -318,6 +326,9 @@ class Sandbox:
         os.chmod(self.root, 0o755)
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        data_fs = self._mount_data()
+        for key in ("backend_dir", "log_dir", "backup_dir"):
+            p[key].mkdir(parents=True, exist_ok=True)
         account = self._backend_account()
         # The automation's browser, as the deployment installs it: a fault can break this one, not the host's.
         p["browser"].symlink_to(SYSTEM_CHROMIUM)
@@ -353,6 +364,7 @@ class Sandbox:
             "created": time.time(),
             "ports": {"api": free_port(), "frontend": free_port(), "workfossa": free_port()},
             "backend_user": account,
+            "data_fs": data_fs,
             "procs": {},
             "faults": {},
         }
@@ -383,6 +395,31 @@ class Sandbox:
         ensure_service_user()
         entry = pwd.getpwnam(SERVICE_USER)
         return {"name": SERVICE_USER, "uid": entry.pw_uid, "gid": entry.pw_gid, "dedicated": True, "why": ""}
+
+    def _mount_data(self) -> dict:
+        """Mount the data tmpfs when root; {"type": "tmpfs", "bytes": n}, or a plain directory and why."""
+        data = self.paths["data"]
+        if os.geteuid() != 0:
+            return {"type": "directory", "why": f"uid {os.geteuid()} cannot mount a tmpfs"}
+        options = f"size={DATA_FS_BYTES},mode=0755"
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "fossawork-sandbox", str(data)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip() or "no output").splitlines()[-1]
+            return {"type": "directory", "why": f"mount -t tmpfs failed: {last}"}
+        return {"type": "tmpfs", "bytes": DATA_FS_BYTES}
+
+    def _unmount_data(self) -> None:
+        data = self.paths["data"]
+        if not os.path.ismount(data):
+            return
+        # Lazily if something still holds a file there: nothing of this sandbox stays mounted after `down`.
+        for argv in (["umount", str(data)], ["umount", "--lazy", str(data)]):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+        raise SandboxError(f"cannot unmount {data}: {done.stderr.strip() or 'no output'}")
 
     def _wait_ready(self, deadline: float) -> None:
         for comp in COMPONENTS:
@@ -430,6 +467,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=0.5)
         self.paths["targets_file"].unlink(missing_ok=True)
+        self._unmount_data()
         registry_remove(self.root)
         if self.owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -718,7 +756,9 @@ class Sandbox:
         rec["created"].append(str(f))
 
     def move_aside(self, path: Path, rec: dict) -> None:
-        dest = self.paths["attic"] / rec["name"] / path.relative_to(self.root)
+        # Into an attic on the path's own filesystem: a rename, which keeps the owner and copies nothing.
+        attic = self.paths["data_attic"] if path.is_relative_to(self.paths["data"]) else self.paths["attic"]
+        dest = attic / rec["name"] / path.relative_to(self.root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), str(dest))
         rec["moved"].append([str(path), str(dest)])
@@ -848,7 +888,8 @@ class Sandbox:
                 os.chmod(path, mode)
         for path, lines in rec["appended"]:
             self._remove_lines(Path(path), lines)
-        shutil.rmtree(self.paths["attic"] / rec["name"], ignore_errors=True)
+        for attic in (self.paths["attic"], self.paths["data_attic"]):
+            shutil.rmtree(attic / rec["name"], ignore_errors=True)
         self._strip_app_errors(rec.get("t0", time.time()))
         for comp in dict.fromkeys(rec["restart"]):
             self.restart_component(comp)
@@ -988,6 +1029,7 @@ class Sandbox:
             "paths": {k: str(v) for k, v in self.paths.items()},
             "faults": sorted(self.active_faults),
             "backend_user": self.backend_user,
+            "data_fs": self.state.get("data_fs"),
             "workfossa_logins": self.workfossa_logins(),
             "start_seconds": self.state.get("start_seconds"),
         }

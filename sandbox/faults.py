@@ -495,6 +495,42 @@ _register(
 )
 
 
+@fault(
+    "disk_nearly_full",
+    "The filesystem holding the database (the sandbox's tmpfs, root only) over 90 % full: old uncompressed"
+    " debug logs in the log directory and a database backup.",
+    {"test_database_filesystem_has_ten_percent_free"},
+    category="database",
+)
+def _disk_nearly_full(sb, rec):
+    data_fs = sb.state.get("data_fs") or {}
+    if data_fs.get("type") != "tmpfs":
+        raise SandboxError(
+            f"disk_nearly_full fills the sandbox's own tmpfs, which this sandbox lacks ({data_fs.get('why', '?')})"
+        )
+    data = sb.paths["data"]
+    backup = sb.paths["backup_dir"] / "fossawork_v2-before-upgrade.db"
+    shutil.copy2(sb.paths["db"], backup)
+    rec["created"].append(str(backup))
+    st = os.statvfs(data)
+    # To 95 % used: days of debug logs nobody rotated, each well under log_max_bytes (so no single file is
+    # "oversized") and highly compressible, so rotating and gzipping them frees nearly all of it.
+    missing = int(st.f_blocks * 0.95) - (st.f_blocks - st.f_bavail)
+    left, day = missing * st.f_frsize, 1
+    while left > 0:
+        when = logfmt.now() - timedelta(days=day)
+        path = sb.paths["log_dir"] / "backend" / f"backend-debug-{when.astimezone():%Y-%m-%d}.jsonl"
+        size = min(left, 24 * 1024 * 1024)
+        rec["created"].append(str(path))
+        _write_log(path, logfmt.line(sb.layout, when, "DEBUG", "fossawork.scraper", "DOM snapshot " + "x" * 180), size)
+        logfmt.set_mtime(path, when)
+        sb.give_to_backend(path)
+        left, day = left - size, day + 1
+    st = os.statvfs(data)
+    if st.f_bavail >= st.f_blocks * 0.10:
+        raise SandboxError(f"disk_nearly_full left {st.f_bavail / st.f_blocks:.0%} of {data} free, expected < 10 %")
+
+
 def _write_log(path: Path, line: str, size: int) -> None:
     """A log file of ``size`` bytes at most (whole lines, less than one line short), one line over and over."""
     block = ((line + "\n") * (1024 * 1024 // (len(line) + 1) + 1)).encode()[: 1024 * 1024]

@@ -32,6 +32,11 @@ SLOW_FOR = {"frontend", "browser"}
 # their faults are proven once, in the runbook layout. Every other fault runs in each layout it applies to.
 SAME_IN_BOTH_LAYOUTS = {"frontend", "browser", "threshold"}
 
+# Checks a fault declares that are being written elsewhere (issue #11, item 8), not collected in this tree yet:
+# the case checks everything else and reports them as an expected failure. Remove a name when its check lands
+# (test_every_check_is_proven_by_a_fault fails until then).
+PENDING_CHECKS = {"test_database_filesystem_has_ten_percent_free"}
+
 # Shorter page timeouts keep frontend_hang quick. The API keeps its profile's read timeout: a v2 login waits on
 # WorkFossa, and under db_locked on the database's 2 s busy timeout too, and that is slow, not hung.
 ENV = {"FOSSAWORK_TIMEOUTS_FRONTEND": "2", "FOSSAWORK_TIMEOUTS_WORKFOSSA": "2"}
@@ -110,7 +115,12 @@ def test_each_fault_fails_exactly_its_checks(sandbox, fault, tmp_path):
         outcomes = run_suite(sandbox, tmp_path, with_slow=FAULTS[fault].category in SLOW_FOR)
     finally:
         sandbox.clear(fault)
-    assert checks_that_failed(outcomes) == FAULTS[fault].must_fail(sandbox.layout)
+    expected = FAULTS[fault].must_fail(sandbox.layout)
+    pending = expected - outcomes.keys()
+    assert pending <= PENDING_CHECKS, "the fault names checks that were not collected"
+    assert checks_that_failed(outcomes) == expected - pending
+    if pending:
+        pytest.xfail(f"{fault} must also fail {', '.join(sorted(pending))}, not written yet (PENDING_CHECKS)")
 
 
 def _collected_checks() -> set[str]:
@@ -128,7 +138,8 @@ def test_every_check_is_proven_by_a_fault():
     checks = _collected_checks()
     proven = {check for f in FAULTS.values() for layout in f.layouts for check in f.must_fail(layout)}
     assert checks - proven == set(), "checks without a fault that proves them"
-    assert proven - checks == set(), "faults name checks that do not exist"
+    assert proven - checks - PENDING_CHECKS == set(), "faults name checks that do not exist"
+    assert PENDING_CHECKS & checks == set(), "these checks exist now: remove them from PENDING_CHECKS"
 
 
 # The runbook's P1: system down, database corruption, security breach, data loss, authentication failure.
