@@ -12,9 +12,11 @@ from pathlib import Path
 from .core import (
     COMPONENTS,
     LAYOUTS,
+    SERVICE_USER,
     Sandbox,
     _alive,
     ensure_frontend_deps,
+    ensure_service_user,
     registry_remove,
     registry_roots,
 )
@@ -53,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     clr.add_argument("--all", action="store_true")
     clr.add_argument("--dir")
     fsub.add_parser("list")
-    sub.add_parser("setup", help="install the frontend template's node_modules (npm ci) once")
+    sub.add_parser(
+        "setup",
+        help=f"install the frontend template's node_modules (npm ci) once; as root, create the system user "
+        f"{SERVICE_USER} the v2 backend runs as",
+    )
     status = sub.add_parser("status", help="print info() of running sandboxes as JSON")
     status.add_argument("--dir")
     return p
@@ -106,6 +112,11 @@ def _run(args) -> int:
     if args.cmd == "setup":
         installed = ensure_frontend_deps()
         print("frontend node_modules installed" if installed else "frontend node_modules already installed")
+        if os.geteuid() == 0:
+            created = ensure_service_user()
+            print(f"system user {SERVICE_USER} " + ("created" if created else "already present"))
+        else:
+            print(f"not root: the v2 backend will run as the user who starts the sandbox, not {SERVICE_USER}")
         return 0
     if args.cmd == "up":
         if args.layout not in LAYOUTS:
@@ -134,9 +145,11 @@ def _run(args) -> int:
             roots = registry_roots()
         for root in roots:
             try:
-                Sandbox.attach(root).stop()
-            except SandboxError:
-                pass
+                box = Sandbox.attach(root)
+            except SandboxError:  # a crashed start left no state: nothing of it to stop
+                box = None
+            if box is not None:
+                box.stop()
             registry_remove(Path(root))
         return 0
     if args.cmd == "start":
@@ -158,6 +171,10 @@ def _run(args) -> int:
             for name, f in FAULTS.items():
                 only = "" if len(f.layouts) > 1 else f" [{', '.join(f.layouts)} only]"
                 print(f"{name:<{width}}  {f.description}{only}")
+                for layout in f.layouts:
+                    if layout == f.layouts[0] or f.must_fail(layout) != f.must_fail(f.layouts[0]):
+                        label = "must fail" if layout == f.layouts[0] else f"must fail in {layout}"
+                        print(f"{'':<{width}}    {label}: {', '.join(sorted(f.must_fail(layout)))}")
             return 0
         if args.fcmd == "add":
             if args.name not in FAULTS:

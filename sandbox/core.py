@@ -6,10 +6,12 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +36,44 @@ COMPONENTS = ("backend", "frontend", "workfossa")
 START_TIMEOUT = 30.0
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 TARGETS_DIR = PROJECT_DIR / ".sandboxes"
-SUBDIRS = ("backend", "logs", "frontend", "run", "faults", "attic", "backups", "bin")
+SUBDIRS = ("data", "frontend", "run", "faults", "attic", "bin", "workfossa")
+# The backend's data (backend folder with the database, logs, backups) shares one filesystem: a tmpfs of this
+# size when root can mount one. Room for log_oversized's 101 MiB log, cheap to fill past 90 % (disk_nearly_full).
+DATA_FS_BYTES = 128 * 1024 * 1024
+# The dedicated system user the v2 backend runs as when the sandbox is started by root (created by `setup`).
+SERVICE_USER = "fossawork-sandbox"
+# The backend's code, copied into <backend>/app and started from there as the deployment starts it.
+APP_MODULES = {"main.py": "app.py", "logfmt.py": "logfmt.py", "seed.py": "seed.py"}
+
+
+def ensure_service_user() -> bool:
+    """Create the sandbox backend's system user when missing (root only); True when it was created."""
+    try:
+        pwd.getpwnam(SERVICE_USER)
+        return False
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        raise SandboxError(f"the system user {SERVICE_USER!r} is missing and only root can create it")
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    proc = subprocess.run(
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            SERVICE_USER,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SandboxError(f"useradd {SERVICE_USER} failed: {(proc.stderr.strip() or 'no output').splitlines()[-1]}")
+    return True
 
 
 def ensure_frontend_deps(timeout: float = 600) -> bool:
@@ -77,6 +116,13 @@ def _proc_create_time(pid: int) -> float | None:
         return p.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    for parent, dirs, files in os.walk(top):
+        os.lchown(parent, uid, gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(parent, name), uid, gid)
 
 
 def _alive(rec: dict) -> bool:
@@ -183,23 +229,43 @@ class Sandbox:
     @property
     def paths(self) -> dict[str, Path]:
         r = self.root
+        data = r / "data"
         return {
             "root": r,
-            "db": r / "backend" / "fossawork_v2.db",
-            "backend_dir": r / "backend",
-            "env_file": r / "backend" / ".env",
-            "credentials_dir": r / "backend" / "data" / "credentials",
-            "log_dir": r / "logs",
+            # One filesystem for the backend's data (its own tmpfs when root could mount one).
+            "data": data,
+            "db": data / "backend" / "fossawork_v2.db",
+            "backend_dir": data / "backend",
+            "env_file": data / "backend" / ".env",
+            "credentials_dir": data / "backend" / "data" / "credentials",
+            "log_dir": data / "logs",
+            "backup_dir": data / "backups",
+            "data_attic": data / ".attic",
             "frontend_dir": r / "frontend",
             "run_dir": r / "run",
+            # What the service manager stand-in captures of the backend's stdout and stderr: its journal.
+            "backend_journal": r / "run" / "backend.out",
             "browser": r / "bin" / "chromium",
             "fault_dir": r / "faults",
             "attic": r / "attic",
-            "backup_dir": r / "backups",
+            "workfossa_dir": r / "workfossa",
             # Inside the checkout, not the temp root: pytest finds its rootdir (and so this project's plugins)
             # from path arguments, so `pytest --target-file <a file under /tmp>` would not load them.
             "targets_file": TARGETS_DIR / f"{r.name}.toml",
         }
+
+    @property
+    def backend_user(self) -> dict:
+        """Who the backend runs as: name, uid, gid, dedicated (its own system user) and, if not, why not."""
+        return self.state.get("backend_user", {})
+
+    def workfossa_logins(self) -> dict:
+        """How many logins the WorkFossa stand-in has seen succeed and fail (each failure is one on a real
+        account in production)."""
+        try:
+            return json.loads((self.paths["workfossa_dir"] / "logins.json").read_text())
+        except (OSError, ValueError):
+            return {"succeeded": 0, "failed": 0}
 
     @property
     def active_faults(self) -> set[str]:
@@ -247,6 +313,7 @@ class Sandbox:
                 raise SandboxError(
                     f"a sandbox is already running in {root} (stop it with: python -m sandbox down --dir {root})"
                 )
+            self._unmount_data()
             for sub in SUBDIRS:
                 remove_tree(root / sub)
             remove_tree(root / "sandbox.json")
@@ -255,16 +322,31 @@ class Sandbox:
 
     def _build(self) -> None:
         p = self.paths
+        # World-searchable, as /opt is: the backend's own user walks through it to its folder.
+        os.chmod(self.root, 0o755)
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        data_fs = self._mount_data()
+        for key in ("backend_dir", "log_dir", "backup_dir"):
+            p[key].mkdir(parents=True, exist_ok=True)
+        account = self._backend_account()
         # The automation's browser, as the deployment installs it: a fault can break this one, not the host's.
         p["browser"].symlink_to(SYSTEM_CHROMIUM)
         password = seed.random_secret(24)
-        seed.write_env(p["env_file"], seed.random_secret(48), password)
-        seed.create_db(p["db"], self.layout, password)
+        env = seed.new_env(self.layout, password)
+        seed.write_env(p["env_file"], env)
+        seed.create_db(p["db"], self.layout, env)
         if self.layout == "runbook":
             seed.create_credentials(p["credentials_dir"])
         seed.seed_logs(p["log_dir"], self.layout)
+        self._install_app()
+        # The WorkFossa account behind the test user: the stand-in checks v2's logins against it.
+        accounts = p["workfossa_dir"] / "accounts.json"
+        accounts.write_text(json.dumps({seed.TEST_USER: password}))
+        os.chmod(accounts, 0o600)
+        if account["dedicated"]:
+            for key in ("backend_dir", "log_dir"):
+                _chown_tree(p[key], account["uid"], account["gid"])
         fe = p["frontend_dir"]
         for item in TEMPLATE_DIR.iterdir():
             if item.name in ("node_modules", "dist"):
@@ -281,11 +363,63 @@ class Sandbox:
             "owns_root": self.owns_root,
             "created": time.time(),
             "ports": {"api": free_port(), "frontend": free_port(), "workfossa": free_port()},
+            "backend_user": account,
+            "data_fs": data_fs,
             "procs": {},
             "faults": {},
         }
         with self._locked():
             pass
+
+    def _install_app(self) -> None:
+        """The backend's code in <backend>/app, started from there as FossaWork V2 is started, so its user needs
+        no access to this checkout."""
+        target = self.paths["backend_dir"] / "app"
+        target.mkdir()
+        (target / "__init__.py").write_text('"""FossaWork V2 backend (the sandbox\'s copy)."""\n')
+        for name, source in APP_MODULES.items():
+            shutil.copy2(PACKAGE_DIR / source, target / name)
+
+    def _backend_account(self) -> dict:
+        """Who the backend runs as: in v2, its own system user when root starts the sandbox; else the starter."""
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            me = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            me = str(uid)
+        starter = {"name": me, "uid": uid, "gid": gid, "dedicated": False}
+        if self.layout != "v2":
+            return {**starter, "why": "the runbook layout runs the backend as the user who starts the sandbox"}
+        if uid != 0:
+            return {**starter, "why": f"started by {me} (uid {uid}), who cannot switch users: the backend runs as {me}"}
+        ensure_service_user()
+        entry = pwd.getpwnam(SERVICE_USER)
+        return {"name": SERVICE_USER, "uid": entry.pw_uid, "gid": entry.pw_gid, "dedicated": True, "why": ""}
+
+    def _mount_data(self) -> dict:
+        """Mount the data tmpfs when root; {"type": "tmpfs", "bytes": n}, or a plain directory and why."""
+        data = self.paths["data"]
+        if os.geteuid() != 0:
+            return {"type": "directory", "why": f"uid {os.geteuid()} cannot mount a tmpfs"}
+        options = f"size={DATA_FS_BYTES},mode=0755"
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "fossawork-sandbox", str(data)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip() or "no output").splitlines()[-1]
+            return {"type": "directory", "why": f"mount -t tmpfs failed: {last}"}
+        return {"type": "tmpfs", "bytes": DATA_FS_BYTES}
+
+    def _unmount_data(self) -> None:
+        data = self.paths["data"]
+        if not os.path.ismount(data):
+            return
+        # Lazily if something still holds a file there: nothing of this sandbox stays mounted after `down`.
+        for argv in (["umount", str(data)], ["umount", "--lazy", str(data)]):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+        raise SandboxError(f"cannot unmount {data}: {done.stderr.strip() or 'no output'}")
 
     def _wait_ready(self, deadline: float) -> None:
         for comp in COMPONENTS:
@@ -333,6 +467,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=0.5)
         self.paths["targets_file"].unlink(missing_ok=True)
+        self._unmount_data()
         registry_remove(self.root)
         if self.owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -345,19 +480,29 @@ class Sandbox:
 
     # --- processes -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], cwd: Path, env: dict | None = None, pidfile: bool = False) -> int:
+    def spawn(
+        self, name: str, argv: list[str], cwd: Path, env: dict | None = None, pidfile: bool = False, service=False
+    ) -> int:
+        """Start a process detached, its stdout and stderr captured in run/<name>.out (a service manager's
+        journal); ``service``: as the backend's user, with the umask that makes the files it creates 0644."""
         run = self.paths["run_dir"]
         if env is None:
             env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR))
+        account = self.backend_user if service else {}
+        command = argv
+        if account.get("dedicated"):
+            user = [str(account["uid"]), str(account["gid"]), str(self.root)]
+            command = [self.python, str(PACKAGE_DIR / "helpers.py"), "service", *user, "--", *argv]
         with open(run / f"{name}.out", "ab") as out:
             proc = subprocess.Popen(
-                argv,
+                command,
                 cwd=str(cwd),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=0o022 if service else -1,
             )
         self._popens[proc.pid] = proc
         ct = None
@@ -440,7 +585,8 @@ class Sandbox:
         p = self.paths
         env = dict(os.environ)
         env.pop("SECRET_KEY", None)
-        env["PYTHONPATH"] = str(PROJECT_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # The backend imports its own copy (<backend>/app), never this checkout.
+        env.pop("PYTHONPATH", None)
         env.update(
             FOSSA_SANDBOX_ROOT=str(self.root),
             FOSSA_SANDBOX_LAYOUT=self.layout,
@@ -449,8 +595,11 @@ class Sandbox:
             FOSSA_SANDBOX_FAULT_DIR=str(p["fault_dir"]),
             FOSSA_SANDBOX_ENV_FILE=str(p["env_file"]),
             FOSSA_SANDBOX_ORIGINS=f"http://127.0.0.1:{self.ports['frontend']}",
+            FOSSA_SANDBOX_WORKFOSSA_URL=f"http://127.0.0.1:{self.ports['workfossa']}",
             PYTHONDONTWRITEBYTECODE="1",
         )
+        if self.backend_user.get("dedicated"):
+            env.update(HOME=str(p["backend_dir"]), USER=SERVICE_USER, LOGNAME=SERVICE_USER)
         return env
 
     def spawn_backend(self, name: str, port: int) -> int:
@@ -458,7 +607,7 @@ class Sandbox:
             self.python,
             "-m",
             "uvicorn",
-            "sandbox.app:app",
+            "app.main:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -469,7 +618,9 @@ class Sandbox:
             "--timeout-graceful-shutdown",
             "1",
         ]
-        pid = self.spawn(name, argv, self.paths["backend_dir"], self._backend_env(), pidfile=name == "backend")
+        pid = self.spawn(
+            name, argv, self.paths["backend_dir"], self._backend_env(), pidfile=name == "backend", service=True
+        )
         if name != "backend":
             self.wait_tcp(port, name)
         return pid
@@ -494,7 +645,14 @@ class Sandbox:
             elif comp == "workfossa":
                 self.spawn(
                     "workfossa",
-                    [self.python, "-m", "sandbox.helpers", "workfossa", str(self.ports["workfossa"])],
+                    [
+                        self.python,
+                        "-m",
+                        "sandbox.helpers",
+                        "workfossa",
+                        str(self.ports["workfossa"]),
+                        str(self.paths["workfossa_dir"]),
+                    ],
                     self.root,
                     dict(os.environ, PYTHONPATH=str(PROJECT_DIR)),
                     pidfile=True,
@@ -504,8 +662,18 @@ class Sandbox:
             if wait:
                 self._wait_component(comp, time.monotonic() + START_TIMEOUT)
 
-    def restart_component(self, comp: str) -> None:
-        self._start_component(comp, wait=True)
+    def restart_component(self, comp: str, wait: bool = True) -> None:
+        """(Re)start one component; ``wait``: until it answers (a start expected to fail does not wait)."""
+        self._start_component(comp, wait=wait)
+
+    def wait_exit(self, name: str, timeout: float = 15.0) -> None:
+        """Wait until a process of this sandbox has exited, and reap it (a zombie would still count as running)."""
+        deadline = time.monotonic() + timeout
+        while self._proc_alive(name):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{name} still running after {timeout:g} s")
+            time.sleep(0.05)
+        self._reap(self.state["procs"][name]["pid"])
 
     def stop_component(self, comp: str) -> None:
         self._kill(comp)
@@ -588,8 +756,9 @@ class Sandbox:
         rec["created"].append(str(f))
 
     def move_aside(self, path: Path, rec: dict) -> None:
-        fault = rec["name"]
-        dest = self.paths["attic"] / fault / path.relative_to(self.root)
+        # Into an attic on the path's own filesystem: a rename, which keeps the owner and copies nothing.
+        attic = self.paths["data_attic"] if path.is_relative_to(self.paths["data"]) else self.paths["attic"]
+        dest = attic / rec["name"] / path.relative_to(self.root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), str(dest))
         rec["moved"].append([str(path), str(dest)])
@@ -598,7 +767,35 @@ class Sandbox:
         dest = self.paths["attic"] / rec["name"] / "backup" / path.relative_to(self.root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
-        rec["backups"].append([str(path), str(dest)])
+        st = path.stat()
+        rec["backups"].append([str(path), str(dest), st.st_uid, st.st_gid])
+
+    def backup_database(self, rec: dict) -> None:
+        """Back up the database for an exact clear, its WAL checkpointed into the file first; the WAL and
+        shared-memory files the fault's lifetime leaves beside it are removed before the file is restored."""
+        db = self.paths["db"]
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        self.backup_file(db, rec)
+        rec["created"] += [f"{db}-wal", f"{db}-shm"]
+
+    def move_database_aside(self, rec: dict) -> None:
+        """Move the database aside with its WAL and shared-memory files (three files, one database); whatever
+        appears in their place meanwhile is removed on clear."""
+        db = self.paths["db"]
+        for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            if path.exists():
+                self.move_aside(path, rec)
+        rec["created"] += [f"{db}-wal", f"{db}-shm"]
+
+    def give_to_backend(self, path: Path) -> None:
+        """Make a file the fault created the backend user's, as if the deployment had written it."""
+        account = self.backend_user
+        if account.get("dedicated"):
+            os.lchown(path, account["uid"], account["gid"])
 
     def chmod(self, path: Path, mode: int, rec: dict) -> None:
         rec["modes"].append([str(path), os.stat(path).st_mode & 0o7777])
@@ -635,7 +832,6 @@ class Sandbox:
                 "appended": [],
                 "procs": [],
                 "restart": [],
-                "sql_undo": [],
             }
             st["faults"][fault] = rec
             try:
@@ -674,33 +870,26 @@ class Sandbox:
             if not aside.exists():
                 continue
             if orig.exists():
-                if orig.is_file() and aside.is_file():
-                    # the app re-created the file meanwhile: keep what it wrote after the original lines
+                if orig.is_file() and aside.is_file() and orig.is_relative_to(self.paths["log_dir"]):
+                    # the app re-created the log meanwhile: keep what it wrote after the original lines
                     with open(aside, "ab") as dst, open(orig, "rb") as src:
                         shutil.copyfileobj(src, dst)
                 remove_tree(orig)
             orig.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(aside), str(orig))
-        for orig, copy in reversed(rec["backups"]):
+        for orig, copy, uid, gid in reversed(rec["backups"]):
             if Path(copy).exists():
                 remove_tree(Path(orig))
                 shutil.copy2(copy, orig)
+                if os.geteuid() == 0:  # the copy is root's: give it back to the file's owner (the backend's user)
+                    os.chown(orig, uid, gid)
         for path, mode in reversed(rec["modes"]):
             with contextlib.suppress(OSError):
                 os.chmod(path, mode)
         for path, lines in rec["appended"]:
             self._remove_lines(Path(path), lines)
-        if rec.get("sql_undo"):
-            import sqlite3
-
-            conn = sqlite3.connect(self.paths["db"], timeout=10)
-            try:
-                for sql in rec["sql_undo"]:
-                    conn.execute(sql)
-                conn.commit()
-            finally:
-                conn.close()
-        shutil.rmtree(self.paths["attic"] / rec["name"], ignore_errors=True)
+        for attic in (self.paths["attic"], self.paths["data_attic"]):
+            shutil.rmtree(attic / rec["name"], ignore_errors=True)
         self._strip_app_errors(rec.get("t0", time.time()))
         for comp in dict.fromkeys(rec["restart"]):
             self.restart_component(comp)
@@ -708,8 +897,8 @@ class Sandbox:
     def _strip_app_errors(self, since: float) -> None:
         """Remove the error lines the app itself wrote while the fault was active (clear is exact)."""
         log_dir = self.paths["log_dir"]
-        globs = logfmt.GLOBS[self.layout]
-        files = {f for kind in ("backend_errors", "errors") for g in globs[kind] for f in log_dir.glob(g)}
+        kinds = logfmt.ERROR_KINDS[self.layout]
+        files = {f for kind in kinds for g in logfmt.GLOBS[self.layout][kind] for f in log_dir.glob(g)}
         limit = since - 1.0
         for f in files:
             try:
@@ -789,18 +978,22 @@ class Sandbox:
             "frontend_cwd": str(p["frontend_dir"]),
             "disk_path": str(self.root),
             "browser_executable": str(p["browser"]),
+            "db_tables": ["users", "work_orders", "dispensers"]
+            + (["user_credentials", "automation_jobs"] if v2 else []),
             "endpoints": {
                 "health": "/health" if v2 else "/api/health",
                 "login": "/api/auth/login",
-                "validate": "/api/auth/validate",
+                "validate": "/api/auth/me" if v2 else "/api/auth/validate",
                 "logout": "/api/auth/logout",
                 "work_orders": "/api/v1/work-orders/?user_id={user_id}" if v2 else "/api/work-orders",
-                "dispensers": "/api/v1/dispensers/?user_id={user_id}" if v2 else "/api/dispensers",
+                # v2 has no dispensers route: they come inside the work-order list.
+                "dispensers": "/api/v1/work-orders/?user_id={user_id}" if v2 else "/api/dispensers",
             },
             "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()},
             # The sandbox answers on loopback in milliseconds (1.5 s under its api_slow fault), so waiting the
             # runbook's 5 s for a production API over a network would only delay the verdict on a hung one.
-            "timeouts": {"read": 3.0},
+            # v2's login waits on WorkFossa (2 s here, 10-30 s deployed): it keeps the runbook's 5 s.
+            "timeouts": {"read": 5.0 if v2 else 3.0},
         }
         thresholds = {}
         for name in self.state.get("faults", {}):
@@ -835,5 +1028,8 @@ class Sandbox:
             "ports": dict(self.ports),
             "paths": {k: str(v) for k, v in self.paths.items()},
             "faults": sorted(self.active_faults),
+            "backend_user": self.backend_user,
+            "data_fs": self.state.get("data_fs"),
+            "workfossa_logins": self.workfossa_logins(),
             "start_seconds": self.state.get("start_seconds"),
         }

@@ -18,16 +18,24 @@ FILES = {
         "frontend": None,
         "sessions": None,
     },
+    # FossaWork V2 as deployed writes its errors and its request lines to the general log; its errors log is
+    # opened at start and stays empty, and its automation outcomes are rows of automation_jobs, not lines.
     "v2": {
-        "backend_errors": "errors/backend-errors-{date}.jsonl",
-        "errors": None,  # the backend error log is the one in logs/errors
+        "backend_errors": "backend/backend-general-{date}.jsonl",
+        "errors": "errors/backend-errors-{date}.jsonl",
         "general": "backend/backend-general-{date}.jsonl",
-        "api": "backend/backend-api-{date}.jsonl",
+        "api": "backend/backend-general-{date}.jsonl",
         "automation": "automation/backend-automation-{date}.jsonl",
         "frontend": "frontend/frontend-{date}.jsonl",
         "sessions": "sessions/sessions-{date}.jsonl",
     },
 }
+
+# The kinds the running backend writes its own errors to.
+ERROR_KINDS = {"runbook": ("backend_errors", "errors"), "v2": ("backend_errors",)}
+
+# The files the v2 backend opens (truncating them) each time it starts, as its logging handlers do.
+OPENED_AT_START = ("general", "errors", "automation")
 
 GLOBS = {
     "runbook": {
@@ -38,8 +46,8 @@ GLOBS = {
         "all": ["**/*.jsonl"],
     },
     "v2": {
-        "backend_errors": ["errors/backend-errors-*.jsonl"],
-        "errors": ["errors/*.jsonl"],
+        "backend_errors": ["backend/backend-general-*.jsonl"],
+        "errors": ["backend/backend-general-*.jsonl", "errors/*.jsonl"],
         "automation": ["automation/*.jsonl"],
         "startup": ["backend/backend-general-*.jsonl"],
         "all": ["**/*.jsonl"],
@@ -86,21 +94,18 @@ def text_line(when: datetime, level: str, logger: str, where: str, message: str)
     return f"{local} | {level:<8} | {logger:<20} | {where:<20} | {message}"
 
 
-def automation_line(layout: str, when: datetime, job_id: int, ok: bool, reason: str = "") -> str:
-    if layout == "runbook":
-        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-        return json.dumps(
-            {
-                "timestamp": stamp,
-                "type": "automation_job",
-                "status": "completed" if ok else "failed",
-                "job_id": job_id,
-                "message": f"Automation job {job_id} " + ("completed" if ok else f"failed: {reason}"),
-            }
-        )
-    if ok:
-        return text_line(when, "INFO", "fossawork.automation", "run_job:88", f"Automation job {job_id} completed")
-    return text_line(when, "ERROR", "fossawork.automation", "run_job:91", f"Automation job {job_id} failed: {reason}")
+def automation_line(when: datetime, job_id: int, ok: bool, reason: str = "") -> str:
+    """One automation outcome as the runbook layout logs it (FossaWork V2 keeps them as automation_jobs rows)."""
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return json.dumps(
+        {
+            "timestamp": stamp,
+            "type": "automation_job",
+            "status": "completed" if ok else "failed",
+            "job_id": job_id,
+            "message": f"Automation job {job_id} " + ("completed" if ok else f"failed: {reason}"),
+        }
+    )
 
 
 def line(layout: str, when: datetime, level: str, logger: str, message: str, where: str = "handle:120") -> str:

@@ -9,7 +9,7 @@ import random
 import secrets
 import sqlite3
 import string
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import logfmt
@@ -47,9 +47,32 @@ def random_secret(n: int = 48) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
-def write_env(path: Path, secret_key: str, password: str) -> None:
-    path.write_text(f"SECRET_KEY={secret_key}\nFOSSAWORK_TEST_PASSWORD={password}\n", encoding="utf-8")
+def write_env(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
     os.chmod(path, 0o600)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of the backend's .env, quotes stripped (what the backend itself reads)."""
+    out = {}
+    try:
+        for raw in path.read_text().splitlines():
+            if "=" in raw and not raw.lstrip().startswith("#"):
+                k, _, v = raw.partition("=")
+                out[k.strip()] = v.strip().strip("'\"")
+    except OSError:
+        pass
+    return out
+
+
+def new_env(layout: str, password: str) -> dict[str, str]:
+    """A fresh backend .env: the JWT secret, the test user's password and, in v2, the credentials' Fernet key."""
+    values = {"SECRET_KEY": random_secret(48), "FOSSAWORK_TEST_PASSWORD": password}
+    if layout == "v2":
+        from cryptography.fernet import Fernet  # v2 only: the runbook layout keeps credentials in files
+
+        values["FOSSAWORK_MASTER_KEY"] = Fernet.generate_key().decode()
+    return values
 
 
 SCHEMA_SQL = """
@@ -86,16 +109,44 @@ CREATE TABLE dispensers (
 CREATE INDEX idx_dispensers_work_order ON dispensers(work_order_id);
 """
 
-CREDENTIALS_SQL = """
+# APScheduler's SQLAlchemy job store: the only table the v2 backend creates itself (in a fresh file if need be).
+SCHEDULER_SQL = """
+CREATE TABLE IF NOT EXISTS apscheduler_jobs (
+    id VARCHAR(191) NOT NULL PRIMARY KEY,
+    next_run_time FLOAT,
+    job_state BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_apscheduler_jobs_next_run_time ON apscheduler_jobs (next_run_time);
+"""
+
+# FossaWork V2's own tables beside the runbook's: login bookkeeping, stored WorkFossa credentials, automation
+# outcomes and the background scheduler's job store.
+V2_SQL = (
+    """
+ALTER TABLE users ADD COLUMN last_used TEXT;
 CREATE TABLE user_credentials (
     id INTEGER PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users(id),
     service_name TEXT NOT NULL,
     encrypted_username TEXT NOT NULL,
     encrypted_password TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    updated_at TEXT
 );
+CREATE UNIQUE INDEX idx_user_credentials_service ON user_credentials(user_id, service_name);
+CREATE TABLE automation_jobs (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    job_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_message TEXT,
+    created_at TEXT NOT NULL,
+    completed_at TEXT
+);
+CREATE INDEX idx_automation_jobs_created ON automation_jobs(created_at);
 """
+    + SCHEDULER_SQL
+)
 
 SITES = ["Wawa", "7-Eleven", "Circle K", "Speedway", "Sheetz", "QuikTrip", "Marathon", "Shell", "BP", "Sunoco"]
 CITIES = ["Tampa", "Orlando", "Miami", "Jacksonville", "Ocala", "Gainesville", "Naples", "Sarasota"]
@@ -108,19 +159,19 @@ def fake_blob(rng: random.Random, n: int = 96) -> str:
     return "gAAAAA" + base64.urlsafe_b64encode(bytes(rng.getrandbits(8) for _ in range(n))).decode()
 
 
-def create_db(path: Path, layout: str, password: str) -> None:
-    """The seeded database, deterministic except for the password hash (rollback journal)."""
+def create_db(path: Path, layout: str, env: dict[str, str]) -> None:
+    """The seeded database: deterministic in the runbook layout except for the password hash (rollback journal);
+    in v2 also the credentials encrypted with the .env's Fernet key, recent automation jobs, and WAL mode."""
     rng = random.Random(SEED)
     uid = user_id_for(TEST_USER)
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA journal_mode=DELETE")
         conn.executescript(SCHEMA_SQL)
-        if layout == "v2":
-            conn.executescript(CREDENTIALS_SQL)
         created = "2026-01-05T08:00:00"
         conn.execute(
-            "INSERT INTO users VALUES (?,?,?,?,1,?)", (uid, TEST_USER, TEST_USER, hash_password(password), created)
+            "INSERT INTO users VALUES (?,?,?,?,1,?)",
+            (uid, TEST_USER, TEST_USER, hash_password(env["FOSSAWORK_TEST_PASSWORD"]), created),
         )
         other = user_id_for("tech2@example.com")
         conn.execute(
@@ -160,17 +211,68 @@ def create_db(path: Path, layout: str, password: str) -> None:
             )
         conn.executemany("INSERT INTO dispensers VALUES (?,?,?,?,?,?,?)", disps)
         if layout == "v2":
-            conn.executemany(
-                "INSERT INTO user_credentials VALUES (?,?,?,?,?,?)",
-                [
-                    (1, uid, "workfossa", fake_blob(rng, 32), fake_blob(rng), created),
-                    (2, other, "workfossa", fake_blob(rng, 32), fake_blob(rng), created),
-                ],
-            )
+            conn.executescript(V2_SQL)
+            for user, email, password in (
+                (uid, TEST_USER, env["FOSSAWORK_TEST_PASSWORD"]),
+                (other, "tech2@example.com", random_secret(24)),
+            ):
+                store_credentials(conn, env["FOSSAWORK_MASTER_KEY"], user, email, password, created)
+            end = logfmt.now() - timedelta(minutes=3)
+            insert_automation_jobs(conn, automation_jobs(end, 20, {7}, timedelta(minutes=15), 1000))
         conn.commit()
+        if layout == "v2":
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: every later connection opens it in WAL mode
     finally:
         conn.close()
     os.chmod(path, 0o600)
+
+
+def store_credentials(conn: sqlite3.Connection, key: str, user_id: str, username: str, password: str, when: str):
+    """Encrypt (Fernet) and store one user's WorkFossa credentials, replacing the ones stored before (as v2's
+    login does on every success)."""
+    from cryptography.fernet import Fernet  # v2 only, and only in the processes that store credentials
+
+    box = Fernet(key.encode())
+    enc_user, enc_password = box.encrypt(username.encode()).decode(), box.encrypt(password.encode()).decode()
+    conn.execute(
+        "INSERT INTO user_credentials (user_id, service_name, encrypted_username, encrypted_password, created_at,"
+        " updated_at) VALUES (?, 'workfossa', ?, ?, ?, ?) ON CONFLICT (user_id, service_name) DO UPDATE SET"
+        " encrypted_username = excluded.encrypted_username, encrypted_password = excluded.encrypted_password,"
+        " updated_at = excluded.updated_at",
+        (user_id, enc_user, enc_password, when, when),
+    )
+
+
+def automation_jobs(
+    end: datetime, n: int, failed: set[int], spacing: timedelta, first_id: int, reason: str = "Login form not found"
+) -> list[tuple[int, datetime, bool, str]]:
+    """``n`` automation jobs (id, finished at, ok, error), newest first, the newest at ``end``, one every
+    ``spacing``; the k-th newest failed when k is in ``failed``."""
+    return [(first_id + n - k, end - spacing * k, k not in failed, reason if k in failed else "") for k in range(n)]
+
+
+def insert_automation_jobs(conn: sqlite3.Connection, jobs: list[tuple[int, datetime, bool, str]]) -> None:
+    """The jobs as rows of automation_jobs, FossaWork V2's record of each outcome (times in UTC, no zone, as
+    SQLAlchemy writes them)."""
+
+    def utc(moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    conn.executemany(
+        "INSERT INTO automation_jobs (id, user_id, job_type, status, error_message, created_at, completed_at)"
+        " VALUES (?, ?, 'form_automation', ?, ?, ?, ?)",
+        [
+            (
+                job_id,
+                user_id_for(TEST_USER),
+                "completed" if ok else "failed",
+                reason or None,
+                utc(when - timedelta(minutes=2)),
+                utc(when),
+            )
+            for job_id, when, ok, reason in jobs
+        ],
+    )
 
 
 def create_credentials(cred_dir: Path) -> None:
@@ -186,7 +288,8 @@ def create_credentials(cred_dir: Path) -> None:
 
 
 def seed_logs(log_dir: Path, layout: str) -> None:
-    """Healthy logs: old backend errors only, a calm error log, ~20 automation attempts with one failure."""
+    """Healthy logs: old backend errors only, a calm error log, ~20 automation attempts with one failure (runbook
+    layout; FossaWork V2 keeps those as rows, and truncates today's files when its backend starts)."""
     t = logfmt.now()
     rng = random.Random(SEED + 2)
     for sub in ("backend", "errors", "automation") + (("frontend", "sessions") if layout == "v2" else ()):
@@ -236,7 +339,8 @@ def seed_logs(log_dir: Path, layout: str) -> None:
             )
         )
     logfmt.write_lines(log_dir, layout, "backend_errors", errs)
-    if FILES_HAS_ERRORS(layout):
+    if layout == "runbook":
+        # The runbook layout's errors log; FossaWork V2's stays empty (its errors are in the general log).
         errs2 = []
         for hours in (1.5, 4.0, 12.0):
             when = t - timedelta(hours=hours)
@@ -249,15 +353,8 @@ def seed_logs(log_dir: Path, layout: str) -> None:
                 )
             )
         logfmt.write_lines(log_dir, layout, "errors", errs2)
-    # automation: 20 attempts in the last ~5 hours, exactly one failure
-    auto = []
-    for k in range(20):
-        when = t - timedelta(minutes=15 * k + 3)
-        ok = k != 7
-        auto.append(
-            (when, logfmt.automation_line(layout, when, 1000 + (20 - k), ok, "" if ok else "Login form not found"))
-        )
-    logfmt.write_lines(log_dir, layout, "automation", auto)
+        # automation: 20 attempts in the last ~5 hours, exactly one failure (v2 keeps them as rows: create_db)
+        log_automation_jobs(log_dir, automation_jobs(t - timedelta(minutes=3), 20, {7}, timedelta(minutes=15), 1000))
     if layout == "v2":
         import json
 
@@ -289,5 +386,7 @@ def seed_logs(log_dir: Path, layout: str) -> None:
         logfmt.write_lines(log_dir, layout, "sessions", se)
 
 
-def FILES_HAS_ERRORS(layout: str) -> bool:
-    return logfmt.FILES[layout]["errors"] is not None
+def log_automation_jobs(log_dir: Path, jobs: list[tuple[int, datetime, bool, str]]) -> list[Path]:
+    """The jobs as lines of the runbook layout's automation log; the files written."""
+    entries = [(when, logfmt.automation_line(when, job_id, ok, reason)) for job_id, when, ok, reason in jobs]
+    return logfmt.write_lines(log_dir, "runbook", "automation", entries)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -17,7 +20,8 @@ import pytest
 import requests
 
 from observe.profile import read_env_file
-from sandbox import FAULTS, Sandbox, SandboxError
+from sandbox import FAULTS, Sandbox, SandboxError, logfmt
+from sandbox.core import SERVICE_USER
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -235,3 +239,239 @@ def test_unknown_fault_and_layout_raise():
         Sandbox(layout="nope")
     with pytest.raises(SandboxError):
         Sandbox(faults=["nope"])
+
+
+# --- FossaWork V2 as deployed (the v2 layout) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2():
+    with Sandbox(layout="v2") as box:
+        yield box
+
+
+def _rows(box: Sandbox, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{box.paths['db']}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def _stored_password(box: Sandbox) -> tuple[str, str]:
+    """(decrypted WorkFossa password, updated_at) stored for the test user."""
+    from cryptography.fernet import Fernet
+
+    ((token, updated),) = _rows(
+        box,
+        "SELECT c.encrypted_password, c.updated_at FROM user_credentials c JOIN users u ON u.id = c.user_id"
+        " WHERE u.email = 'test@example.com' AND c.service_name = 'workfossa'",
+    )
+    return Fernet(_secrets(box)["FOSSAWORK_MASTER_KEY"].encode()).decrypt(token.encode()).decode(), updated
+
+
+def _try_login(box: Sandbox, password: str) -> requests.Response:
+    pv = box.profile_values()
+    body = {"username": pv["test_user"], "password": password}
+    return requests.post(pv["api_url"] + pv["endpoints"]["login"], json=body, timeout=10)
+
+
+def _log_text(box: Sandbox, kind: str) -> str:
+    path = logfmt.log_path(box.paths["log_dir"], "v2", kind)
+    return path.read_text(encoding="utf-8")
+
+
+def test_a_v2_login_writes_the_last_used_time_and_re_encrypts_the_credentials(v2):
+    ((before,),) = _rows(v2, "SELECT encrypted_password FROM user_credentials WHERE id = 1")
+    _login(v2)
+    ((last_used,),) = _rows(v2, "SELECT last_used FROM users WHERE email = 'test@example.com'")
+    ((after,),) = _rows(v2, "SELECT encrypted_password FROM user_credentials WHERE id = 1")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert abs(now - datetime.fromisoformat(last_used)) < timedelta(seconds=30)
+    assert after != before  # a fresh Fernet token: new IV and time
+    assert _stored_password(v2)[0] == _secrets(v2)["FOSSAWORK_TEST_PASSWORD"]
+
+
+def test_a_v2_production_login_checks_the_password_on_workfossa_which_counts_a_failure(v2):
+    counts = v2.workfossa_logins()
+    start = time.monotonic()
+    answer = _try_login(v2, "wrong-password")
+    assert answer.status_code == 401
+    assert time.monotonic() - start >= 2.0  # the WorkFossa login takes seconds
+    assert v2.workfossa_logins() == {**counts, "failed": counts["failed"] + 1}
+
+
+def test_v2_development_mode_accepts_any_password_and_stores_it(v2):
+    counts = v2.workfossa_logins()
+    v2.inject("dev_mode_login")
+    try:
+        answer = _try_login(v2, "anything-at-all")
+        assert answer.status_code == 200 and answer.json()["access_token"]
+        assert _stored_password(v2)[0] == "anything-at-all"
+        assert v2.workfossa_logins() == counts  # never asked
+    finally:
+        v2.clear("dev_mode_login")
+    _login(v2)  # production mode again: the real password is checked and stored back
+    assert _stored_password(v2)[0] == _secrets(v2)["FOSSAWORK_TEST_PASSWORD"]
+
+
+def test_the_v2_database_is_in_wal_mode(v2):
+    header = v2.paths["db"].read_bytes()[:20]
+    assert header[18:20] == b"\x02\x02"  # file format read/write versions 2: WAL
+    assert _rows(v2, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_the_v2_backend_runs_as_its_own_user_who_cannot_write_a_root_file(v2):
+    backend = psutil.Process(v2.info()["pids"]["backend"])
+    account = v2.backend_user
+    if os.geteuid() != 0:
+        assert not account["dedicated"] and "cannot switch users" in account["why"]
+        pytest.skip("only root can run the backend as its own user")
+    assert account["dedicated"] and account["name"] == SERVICE_USER
+    assert backend.uids().real == backend.uids().effective == account["uid"] != os.getuid()
+    assert v2.paths["db"].stat().st_uid == v2.paths["log_dir"].stat().st_uid == account["uid"]
+    db, before = v2.paths["db"], v2.paths["db"].stat()
+    os.chown(db, 0, 0)
+    os.chmod(db, 0o644)
+    try:
+        answer = _try_login(v2, _secrets(v2)["FOSSAWORK_TEST_PASSWORD"])
+    finally:
+        os.chown(db, before.st_uid, before.st_gid)
+        os.chmod(db, before.st_mode & 0o777)
+    assert answer.status_code == 503
+    assert "attempt to write a readonly database" in _log_text(v2, "general")
+
+
+def test_a_v2_backend_restart_empties_its_log_files(v2):
+    marker = f"marker-{time.time_ns()}"
+    for kind in ("general", "errors"):
+        logfmt.append(logfmt.log_path(v2.paths["log_dir"], "v2", kind), [marker])
+    v2.restart_component("backend")
+    pid = v2.info()["pids"]["backend"]
+    assert marker not in _log_text(v2, "general") and f"Application startup complete (pid {pid})" in _log_text(
+        v2, "general"
+    )
+    assert _log_text(v2, "errors") == ""
+
+
+def test_a_v2_backend_started_without_its_database_creates_one_holding_only_the_scheduler_table(v2):
+    v2.inject("db_missing")
+    try:
+        assert not v2.paths["db"].exists()
+        v2.restart_component("backend")
+        fresh = v2.paths["db"].stat()
+        assert _rows(v2, "SELECT name FROM sqlite_master WHERE type = 'table'") == [("apscheduler_jobs",)]
+        assert fresh.st_mode & 0o777 == 0o644 and fresh.st_uid == v2.backend_user["uid"]
+    finally:
+        v2.clear("db_missing")
+    assert ("users",) in _rows(v2, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    _login(v2)
+
+
+def test_v2_errors_go_to_the_general_log_and_the_errors_log_stays_empty(v2):
+    v2.inject("db_not_a_database")
+    try:
+        assert _try_login(v2, _secrets(v2)["FOSSAWORK_TEST_PASSWORD"]).status_code == 503
+        general = _log_text(v2, "general")
+    finally:
+        v2.clear("db_not_a_database")
+    line = re.compile(
+        r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) \| ERROR +\| [\w.]+ +\| \w+:\d+ +\| Login database error: "
+        r"sqlite3\.DatabaseError: file is not a database$",
+        re.M,
+    )
+    (stamp,) = line.findall(general)
+    assert abs(datetime.now() - datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")) < timedelta(seconds=30)  # local
+    assert _log_text(v2, "errors") == ""
+
+
+def test_a_v2_import_error_kills_the_backend_with_its_traceback_in_the_journal_only(v2):
+    pid = v2.info()["pids"]["backend"]
+    v2.inject("import_error")
+    try:
+        crashed = v2.info()["pids"]["backend"]
+        assert crashed != pid and _gone(crashed)
+        journal = v2.paths["backend_journal"].read_text()
+        assert "Traceback (most recent call last)" in journal
+        assert "ModuleNotFoundError: No module named 'app.routes'" in journal
+        assert "ModuleNotFoundError" not in _log_text(v2, "general")
+    finally:
+        v2.clear("import_error")
+    pv = v2.profile_values()
+    assert requests.get(pv["api_url"] + "/health", timeout=5).status_code == 200
+
+
+def test_v2_automation_outcomes_are_rows_of_automation_jobs_not_log_lines(v2):
+    statuses = "SELECT status, COUNT(*) FROM automation_jobs GROUP BY status ORDER BY status"
+    assert _rows(v2, statuses) == [("completed", 19), ("failed", 1)]
+    ((newest,),) = _rows(v2, "SELECT MAX(completed_at) FROM automation_jobs")
+    assert datetime.now(UTC).replace(tzinfo=None) - datetime.fromisoformat(newest) < timedelta(hours=1)
+    v2.inject("automation_failure_60")
+    try:
+        assert _rows(v2, statuses) == [("completed", 8), ("failed", 12)]
+        assert _log_text(v2, "automation") == ""
+    finally:
+        v2.clear("automation_failure_60")
+    assert _rows(v2, statuses) == [("completed", 19), ("failed", 1)]
+
+
+def test_v2_health_answers_200_with_a_static_body_on_a_garbage_database(v2):
+    url = v2.profile_values()["api_url"] + "/health"
+    v2.inject("db_not_a_database")
+    try:
+        answer = requests.get(url, timeout=5)
+    finally:
+        v2.clear("db_not_a_database")
+    assert answer.status_code == 200 and answer.json()["status"] == "healthy"
+
+
+def test_v2_serves_the_routes_as_deployed(v2):
+    pv = v2.profile_values()
+    api, body = pv["api_url"], _login(v2)
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    for runbook_only in ("/api/health", "/api/auth/validate", "/api/work-orders", "/api/dispensers"):
+        assert requests.get(api + runbook_only, headers=auth, timeout=5).status_code == 404, runbook_only
+        assert requests.get(api + runbook_only, timeout=5).status_code == 401, runbook_only
+    assert requests.get(api + "/api/auth/me", timeout=5).status_code == 401
+    assert requests.get(api + "/api/auth/me", headers=auth, timeout=5).json()["email"] == pv["test_user"]
+    orders = requests.get(f"{api}/api/v1/work-orders/?user_id={body['user_id']}", headers=auth, timeout=5).json()
+    assert len(orders) == 100 and all(len(order["dispensers"]) == 3 for order in orders)
+    assert requests.get(api + "/api/auth/status", timeout=5).json()["dev_mode"] is False
+    assert requests.get(api + "/api/setup/status", timeout=5).json()["user_count"] == 2
+    metrics = requests.get(api + "/metrics", timeout=5)
+    assert metrics.headers["content-type"].startswith("text/plain") and "fossawork_http_requests_total" in metrics.text
+
+
+def test_only_the_cors_fault_makes_a_401_reflect_any_origin_with_credentials(v2):
+    url = v2.profile_values()["api_url"] + "/api/auth/me"
+    origin = {"Origin": "https://attacker.example"}
+    healthy = requests.get(url, headers=origin, timeout=5)
+    assert healthy.status_code == 401 and "access-control-allow-origin" not in healthy.headers
+    v2.inject("cors_reflects_origin")
+    try:
+        broken = requests.get(url, headers=origin, timeout=5)
+    finally:
+        v2.clear("cors_reflects_origin")
+    assert broken.status_code == 401
+    assert broken.headers["access-control-allow-origin"] == "https://attacker.example"
+    assert broken.headers["access-control-allow-credentials"] == "true"
+
+
+def test_disk_nearly_full_fills_the_database_filesystem_with_logs_that_compress(v2):
+    if v2.state["data_fs"]["type"] != "tmpfs":
+        with pytest.raises(SandboxError, match="tmpfs"):
+            v2.inject("disk_nearly_full")
+        return
+    data = v2.paths["data"]
+    v2.inject("disk_nearly_full")
+    try:
+        full = os.statvfs(data)
+        logs = sorted((v2.paths["log_dir"] / "backend").glob("backend-debug-*.jsonl"))
+        with open(logs[-1], "rb") as handle:
+            sample = handle.read(1 << 20)
+    finally:
+        v2.clear("disk_nearly_full")
+    assert full.f_bavail < full.f_blocks * 0.10
+    assert len(gzip.compress(sample)) < len(sample) / 20  # rotating and gzipping them frees the space
+    after = os.statvfs(data)
+    assert after.f_bavail > after.f_blocks * 0.90
