@@ -40,6 +40,8 @@ PLUGINS = [
     "fixtures.system",
     "fixtures.frontend",
     "fixtures.browser",
+    "fixtures.automation",
+    "fixtures.output",
     "remediation.contract",
     "remediation.results",
     "remediation.catalog",

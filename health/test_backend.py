@@ -153,17 +153,22 @@ def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern)
 
 @pytest.mark.p2
 @fix("escalate", kb="backend_not_starting")
-def test_backend_logs_show_no_import_errors(on_host, logs):
-    """Import errors in logs (backend not starting)."""
+def test_backend_logs_show_no_import_errors(on_host, logs, backend_output):
+    """Import errors in logs (backend not starting).
+
+    Beyond the runbook: also in what the service manager captured of the backend's last start
+    (backend_output), where a crash at import leaves its only traceback.
+    """
     minutes = on_host.thresholds.backend_errors_window_minutes
     imports = ("ImportError", "ModuleNotFoundError")
     tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: any(n in e.message for n in imports))
-    hits = tail.entries
+    hits = [e.message.splitlines()[-1] for e in tail.entries]
+    hits += [line for line in backend_output.lines if any(n in line for n in imports)]
     expect(
         not hits,
         f"observed {len(hits)} import errors in the last {minutes:g} min"
-        + (f", newest: {hits[-1].message.splitlines()[-1][:160]!r}" if hits else "")
-        + f" ({tail.evidence()}), expected none",
+        + (f", newest: {hits[-1][:160]!r}" if hits else "")
+        + f" ({tail.evidence()}; captured output: {backend_output.evidence()}), expected none",
     )
 
 

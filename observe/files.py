@@ -50,6 +50,18 @@ def read_small(path: str | os.PathLike, limit: int = SMALL_FILE_LIMIT) -> bytes:
         os.close(fd)
 
 
+def read_tail(path: str | os.PathLike, limit: int) -> tuple[bytes, os.stat_result]:
+    """The last ``limit`` bytes of a regular file and its stat; OSError (one line) otherwise, never a wait."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"{path} is a {kind(st.st_mode)}, not a regular file")
+        return os.pread(fd, limit, max(0, st.st_size - limit)), st
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class Mode:
     """A file's permission evidence: path, mode bits, owner."""

@@ -76,18 +76,18 @@ class Tail:
 
 @dataclass
 class Outcomes:
-    """Automation attempts in a window and how many failed, with the tail they were read from."""
+    """Automation attempts in a window and how many failed, with where they were read (logs or a table)."""
 
     attempts: int
     failed: int
-    tail: Tail
+    evidence: str
 
     @property
     def failure_percent(self) -> float:
         return 100 * self.failed / self.attempts if self.attempts else 0.0
 
     def as_dict(self) -> dict:
-        return {"attempts": self.attempts, "failed": self.failed, "read": self.tail.evidence()}
+        return {"attempts": self.attempts, "failed": self.failed, "read": self.evidence}
 
 
 def parse_line(raw: bytes, zone: tzinfo) -> Entry | None:
@@ -208,7 +208,7 @@ class Logs:
         failure = re.compile(self.profile.logs.automation_failure)
         tail = self.since("automation", window, keep=lambda e: is_automation_attempt(e, attempt))
         failed = sum(1 for e in tail.entries if is_automation_failure(e, failure))
-        return Outcomes(len(tail.entries), failed, tail)
+        return Outcomes(len(tail.entries), failed, tail.evidence())
 
     def since(
         self, category: str, window: timedelta, now: datetime | None = None, keep: Callable[[Entry], bool] | None = None

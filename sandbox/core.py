@@ -973,6 +973,7 @@ class Sandbox:
             "frontend_start": self._cli("start", "frontend"),
             "backend_process": "uvicorn",
             "backend_cwd": str(p["backend_dir"]),
+            "backend_output": str(p["backend_journal"]),
             "backend_workers": 1,
             "frontend_process": "vite",
             "frontend_cwd": str(p["frontend_dir"]),
@@ -990,6 +991,8 @@ class Sandbox:
                 "dispensers": "/api/v1/work-orders/?user_id={user_id}" if v2 else "/api/dispensers",
             },
             "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()},
+            # FossaWork V2 records automation outcomes as rows, not log lines.
+            **({"automation": {"table": "automation_jobs"}} if v2 else {}),
             # The sandbox answers on loopback in milliseconds (1.5 s under its api_slow fault), so waiting the
             # runbook's 5 s for a production API over a network would only delay the verdict on a hung one.
             # v2's login waits on WorkFossa (2 s here, 10-30 s deployed): it keeps the runbook's 5 s.

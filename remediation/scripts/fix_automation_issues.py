@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
+from observe.automation import Automation
 from observe.browser import launch
+from observe.db import Database
 from observe.files import credential_store, secret_files
 from observe.http import connectivity
 from observe.logs import Logs
@@ -104,7 +106,11 @@ def high_failure_rate(r: Remediation) -> None:
 
 def automation_summary(r: Remediation, window: timedelta) -> dict:
     """What the failure-rate checks read: the same window, through the same observer."""
-    return Logs(r.profile).automation_outcomes(window).as_dict()
+    database = Database(r.profile)
+    try:
+        return Automation(r.profile, database, Logs(r.profile)).outcomes(window).as_dict()
+    finally:
+        database.close()
 
 
 @fix_type(
