@@ -42,6 +42,7 @@ PLUGINS = [
     "fixtures.browser",
     "fixtures.automation",
     "fixtures.output",
+    "fixtures.service",
     "remediation.contract",
     "remediation.results",
     "remediation.catalog",

@@ -172,6 +172,25 @@ def test_backend_logs_show_no_import_errors(on_host, logs, backend_output):
     )
 
 
+@pytest.mark.p2
+@fix("escalate", kb="backend_not_starting")
+def test_logs_are_writable_by_the_service_user(on_host, logs, service_account):
+    """Logs not writable by the backend (a file or directory left to root by a fix or a deploy).
+
+    Beyond the runbook: FossaWork V2 reopens (truncates) its log files at every start, under its own account; a
+    log or log directory it cannot write stops the next start.
+    """
+    depends_on(service_account, f"cannot tell which account runs the backend: set service_user ({on_host.log_dir})")
+    files = logs.files("all")[0]
+    paths = sorted({*files, *(f.parent for f in files)})
+    denied = [p for p in paths if not service_account.can_write(p)]
+    expect(
+        not denied,
+        f"observed {', '.join(map(str, denied[:5]))} not writable for {service_account.name} "
+        f"(uid {service_account.uid}), expected every log and log directory writable for it",
+    )
+
+
 @pytest.mark.p1
 @fix("escalate", kb="backend_not_starting")
 def test_api_port_is_held_by_the_backend(on_host, processes):

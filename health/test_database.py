@@ -6,7 +6,7 @@ Every probe is read-only (``mode=ro``); the long scans run under time budgets.
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
-from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
+from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable, sidecars
 from observe.system import filesystem_of
 
 fix = pytest.mark.fix
@@ -59,10 +59,22 @@ def test_database_file_is_readable(db):
 
 @pytest.mark.p2
 @fix("fix-database-issues", "permissions", kb="backend_not_starting")
-def test_database_file_is_writable(db):
-    """Database file is not writable."""
+def test_database_file_is_writable(db, service_account):
+    """Database file is not writable.
+
+    Beyond the runbook: for the account the backend runs as (fixes run as root and can leave root's files
+    behind), and the database's -wal/-shm/-journal and directory too: SQLite creates and writes them.
+    """
     _present(db)
-    expect(db.owner_can_write, f"observed {db.path}: {db.describe_mode()}, expected writable by its owner")
+    depends_on(service_account, f"cannot tell which account runs the backend: set service_user ({db.path})")
+    paths = [p for p in sidecars(db.path) if p.exists()] + [db.path.parent]
+    denied = [p for p in paths if not service_account.can_write(p)]
+    expect(
+        db.owner_can_write and not denied,
+        f"observed {db.path}: {db.describe_mode()}"
+        + (f"; not writable for {service_account.name}: {', '.join(map(str, denied))}" if denied else "")
+        + f", expected the database, its sidecars and directory writable by {service_account.name}",
+    )
 
 
 @pytest.mark.p1

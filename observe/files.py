@@ -8,6 +8,7 @@ most ``limit`` bytes, so no observation waits on a writer that never comes.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,3 +207,38 @@ def flock_holders(path: str | os.PathLike) -> list[int]:
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == want and fields[4].isdigit():
             pids.append(int(fields[4]))
     return pids
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the kernel checks file access for it: uid, primary and supplementary groups."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    def can_write(self, path: Path) -> bool:
+        """Whether this user may write ``path`` (and, for a directory, create entries in it), by its mode bits."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if self.uid == 0:
+            return True
+        need = 0o3 if stat.S_ISDIR(st.st_mode) else 0o2  # a directory also needs search to create entries
+        if st.st_uid == self.uid:
+            bits = st.st_mode >> 6
+        elif st.st_gid in self.gids:
+            bits = st.st_mode >> 3
+        else:
+            bits = st.st_mode
+        return bits & need == need
+
+
+def account(name_or_uid: str | int) -> Account | None:
+    """The account of a user name or uid (None when this host has no such user)."""
+    try:
+        entry = pwd.getpwuid(name_or_uid) if isinstance(name_or_uid, int) else pwd.getpwnam(name_or_uid)
+    except KeyError:
+        return None
+    return Account(entry.pw_name, entry.pw_uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from observe.files import read_small
+from observe.files import Account, account, read_small
+from observe.processes import Processes
 from observe.profile import Profile
 
 SYSTEMCTL_TIMEOUT = 5.0
@@ -109,3 +110,22 @@ def orphaned_browsers(profile: Profile) -> list[psutil.Process]:
         if info["ppid"] in (0, 1) or not psutil.pid_exists(info["ppid"]):
             found.append(proc)
     return found
+
+
+def service_account(profile: Profile) -> Account | None:
+    """The backend's account: the profile's service_user, the running backend's user, or the database's owner."""
+    if profile.service_user:
+        return account(profile.service_user)
+    running = service_process(profile, "backend")
+    if running is None and profile.backend_cwd:
+        found = Processes().matching(profile.backend_process, profile.backend_cwd)
+        running = psutil.Process(found[0].pid) if found else None
+    try:
+        if running is not None:
+            return account(running.uids().effective)
+    except psutil.Error:
+        pass
+    try:
+        return account(os.stat(profile.db_path).st_uid)
+    except OSError:
+        return None

@@ -801,6 +801,11 @@ class Sandbox:
         rec["modes"].append([str(path), os.stat(path).st_mode & 0o7777])
         os.chmod(path, mode)
 
+    def chown(self, path: Path, uid: int, gid: int, rec: dict) -> None:
+        st = os.lstat(path)
+        rec["owners"].append([str(path), st.st_uid, st.st_gid])
+        os.lchown(path, uid, gid)
+
     def append_lines(self, path: Path, lines: list[str], rec: dict) -> None:
         logfmt.append(path, lines)
         rec["appended"].append([str(path), lines])
@@ -829,6 +834,7 @@ class Sandbox:
                 "moved": [],
                 "backups": [],
                 "modes": [],
+                "owners": [],
                 "appended": [],
                 "procs": [],
                 "restart": [],
@@ -886,6 +892,9 @@ class Sandbox:
         for path, mode in reversed(rec["modes"]):
             with contextlib.suppress(OSError):
                 os.chmod(path, mode)
+        for path, uid, gid in reversed(rec.get("owners", [])):
+            with contextlib.suppress(OSError):
+                os.lchown(path, uid, gid)
         for path, lines in rec["appended"]:
             self._remove_lines(Path(path), lines)
         for attic in (self.paths["attic"], self.paths["data_attic"]):

@@ -475,6 +475,43 @@ _register(
         fails_v2=TEST_USER_LOGIN_FAILS | {"test_database_file_is_writable"},
     ),
 )
+
+
+def _owned_by_root(sb, rec, *paths: Path) -> None:
+    """What a fix run as root used to leave behind: files the backend's own user can no longer write."""
+    if not sb.backend_user.get("dedicated"):
+        raise SandboxError("the backend runs as the suite's user here: a root-owned file is still its own")
+    for path in paths:
+        sb.chown(path, 0, 0, rec)
+
+
+@fault(
+    "db_owned_by_root",
+    "Database file chown root:root (mode kept): the backend's own user cannot write it, as after a root restore.",
+    fails={"test_database_file_is_writable"},
+    # Every v2 login writes (last-used time, credentials): none succeeds.
+    fails_v2=TEST_USER_LOGIN_FAILS | {"test_database_file_is_writable"},
+    layouts=("v2",),
+    category="database",
+)
+def _db_owned_by_root(sb, rec):
+    _owned_by_root(sb, rec, sb.paths["db"])
+    # SQLite falls back to a read-only connection the backend keeps: only a restart writes again.
+    rec["restart"].append("backend")
+
+
+@fault(
+    "log_owned_by_root",
+    "Today's general log and its directory chown root:root: the backend cannot reopen them at its next start.",
+    fails={"test_logs_are_writable_by_the_service_user"},
+    layouts=("v2",),
+    category="logs",
+)
+def _log_owned_by_root(sb, rec):
+    log = logfmt.log_path(sb.paths["log_dir"], "v2", "general")
+    _owned_by_root(sb, rec, log, log.parent)
+
+
 _register(
     "db_world_readable",
     Fault(
