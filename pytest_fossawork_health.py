@@ -46,6 +46,7 @@ PLUGINS = [
     "remediation.contract",
     "remediation.results",
     "remediation.catalog",
+    "remediation.rootcause",
     "remediation.gate",
     "remediation.notify.alerts",
     "remediation.notify.metrics",

@@ -48,6 +48,8 @@ class DatabaseUnavailable(Exception):
 class DatabaseLocked(DatabaseUnavailable):
     """A query waited for the lock timeout on another process's lock: locked, not broken."""
 
+    reported_by = "test_database_is_not_locked"  # the check that names the lock and its holder
+
 
 @dataclass
 class Scan:

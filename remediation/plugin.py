@@ -298,6 +298,11 @@ def summary_lines(incident: dict) -> list[str]:
     """Terminal lines of the incident: how soon to respond, each failure's fix (dry run first) and, after
     --remediate, its outcome; then what remediation leaves open."""
     lines = [incident["respond"]] if incident["response_deadline"] else []
+    for cause in incident["root_causes"]:
+        lines.append(
+            f"root cause: {cause['severity'].upper()} {cause['id']} (run outside the selection: "
+            f"{len(cause['explains'])} selected check(s) skipped on it): {cause['message']}"
+        )
     for failure in incident["failures"]:
         fix = failure["fix"]
         line = f"{failure['severity'].upper()} {failure['id']}"

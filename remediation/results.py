@@ -22,6 +22,7 @@ from remediation.contract import COMPONENTS, SEVERITIES, describe, is_health_che
 pytest_plugins = ["remediation.contract"]
 
 CHECK_PROPERTY = "fossawork_check"
+ROOT_CAUSE = "fossawork_root_cause"  # written by remediation.rootcause
 # user_properties names written by remediation.gate.
 WAIVED = "waived"
 ATTEMPTS = "attempts"
@@ -77,6 +78,7 @@ class CheckResult:
     attempts: int = 1
     waiver: dict | None = None
     remediation: dict | None = None  # set by --remediate: the fix run, the re-check and the outcome
+    explains: list[str] = field(default_factory=list)  # run as the root cause of these (skipped) checks
 
     @property
     def severity(self) -> str | None:
@@ -120,6 +122,7 @@ class Results:
             raw = user_property(report, CHECK_PROPERTY)
             result = self.checks[report.nodeid] = CheckResult(report.nodeid, json.loads(raw) if raw else {})
         result.duration += report.duration
+        result.explains = user_property(report, ROOT_CAUSE, result.explains)
         result.attempts = max(result.attempts, int(user_property(report, ATTEMPTS, 1)))
         waiver = user_property(report, WAIVED)
         if report.failed:

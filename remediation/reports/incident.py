@@ -117,6 +117,11 @@ def build(
             "fixes": list(remediation["fixes"].values()) if remediation else [],
             **({k: remediation[k] for k in ("counts", "made_worse", "severity_after")} if remediation else {}),
         },
+        "root_causes": [
+            {"id": r.nodeid, "severity": r.severity, "message": r.message, "explains": r.explains}
+            for r in results
+            if r.explains and r.outcome == "failed"
+        ],
         "evidence": evidence,
         "audit": list(audit),
     }
