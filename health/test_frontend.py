@@ -1,5 +1,7 @@
 """Frontend issues: the runbook's diagnose-frontend.py and the frontend_build_errors knowledge-base entry."""
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from fixtures.expect import expect
@@ -34,8 +36,15 @@ def test_frontend_dev_server_is_running(on_host, processes):
 @pytest.mark.p3
 @fix("fix-frontend-issues", "server_not_running")
 def test_frontend_dev_server_is_not_duplicated(on_host, processes):
-    """Multiple frontend processes found."""
-    found = processes.matching(on_host.frontend_process, on_host.frontend_cwd)
+    """Multiple frontend processes found.
+
+    Differs from the runbook: counts servers (processes listening on a port) of this frontend (run in its
+    directory or listening on its URL's port), not command lines: a ``vite build`` or another project's Vite on
+    the same host is not a second dev server.
+    """
+    url = urlsplit(on_host.frontend_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    found = processes.servers(on_host.frontend_process, on_host.frontend_cwd or on_host.frontend_dir, port)
     expect(
         len(found) <= 1,
         f"observed {len(found)} frontend servers ({'; '.join(p.describe() for p in found)}), expected one",

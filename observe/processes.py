@@ -89,6 +89,32 @@ class Processes:
                     stack.append(child)
         return out
 
+    def servers(self, pattern: str, directory: str, port: int | None) -> list[Proc]:
+        """Top-level processes matching ``pattern`` that serve: they (or a child) listen on a TCP port, and run
+        in ``directory`` (or below it) or listen on ``port``. A ``vite build`` or another project's server is none.
+        """
+        listening = self.listening_ports()
+        found = []
+        for proc in self.matching(pattern):
+            family = {proc.pid, *self.descendants(proc.pid)}
+            ports = {p for pid in family for p in listening.get(pid, ())}
+            inside = bool(directory) and _within(proc.cwd, directory)
+            if ports and (inside or port in ports):
+                found.append(proc)
+        return found
+
+    def listening_ports(self) -> dict[int, set[int]]:
+        """pid -> the TCP ports it listens on (sockets whose owner cannot be seen are left out)."""
+        out: dict[int, set[int]] = {}
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.Error:
+            return out
+        for conn in conns:
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.pid:
+                out.setdefault(conn.pid, set()).add(conn.laddr.port)
+        return out
+
     def listener(self, port: int) -> int | None:
         """Pid of the process listening on TCP ``port`` (None if nobody, 0 if the owner cannot be seen)."""
         try:
@@ -130,6 +156,13 @@ def read_pid_file(pid_dir: str, name: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if psutil.pid_exists(pid) else None
+
+
+def _within(path: str, directory: str) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(directory))
+    except OSError:
+        return False
 
 
 def _same(a: str, b: str) -> bool:
