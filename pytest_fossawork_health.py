@@ -47,6 +47,7 @@ PLUGINS = [
     "remediation.results",
     "remediation.catalog",
     "remediation.rootcause",
+    "remediation.applicability",
     "remediation.gate",
     "remediation.notify.alerts",
     "remediation.notify.metrics",

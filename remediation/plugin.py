@@ -298,6 +298,8 @@ def summary_lines(incident: dict) -> list[str]:
     """Terminal lines of the incident: how soon to respond, each failure's fix (dry run first) and, after
     --remediate, its outcome; then what remediation leaves open."""
     lines = [incident["respond"]] if incident["response_deadline"] else []
+    for na in incident["not_applicable"]:
+        lines.append(f"N/A {na['id']}: {na['reason']}")
     for cause in incident["root_causes"]:
         lines.append(
             f"root cause: {cause['severity'].upper()} {cause['id']} (run outside the selection: "

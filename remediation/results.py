@@ -27,7 +27,8 @@ ROOT_CAUSE = "fossawork_root_cause"  # written by remediation.rootcause
 WAIVED = "waived"
 ATTEMPTS = "attempts"
 # Worst first: a check's status over its setup / call / teardown reports is the worst one seen.
-STATUSES = ("failed", "waived", "skipped", "passed")
+STATUSES = ("failed", "waived", "skipped", "n/a", "passed")
+NOT_APPLICABLE = "N/A: "  # the skip reason remediation.applicability gives a check the profile rules out
 MESSAGE_LIMIT = 1000
 RESULTS_KEY = pytest.StashKey["Results"]()
 _ENTRY_KEY = pytest.StashKey[str]()
@@ -130,7 +131,7 @@ class Results:
         elif waiver is not None:
             status, result.waiver = "waived", waiver
         elif report.skipped:
-            status = "skipped"
+            status = "n/a" if skip_reason(report).startswith(NOT_APPLICABLE) else "skipped"
         elif report.when == "call":
             status = "passed"
         else:
@@ -139,7 +140,7 @@ class Results:
             result.status, result.phase = status, report.when
             if status == "failed":
                 result.message = failure_message(report)
-            elif status == "skipped":
+            elif status in ("skipped", "n/a"):
                 result.message = skip_reason(report)
 
     def with_status(self, status: str) -> list[CheckResult]:

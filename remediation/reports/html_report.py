@@ -52,7 +52,7 @@ class IncidentHtml:
             return
         if self.report_data is not None:
             self.report_data.title = page_title(incident)
-        prefix.append(banner_html(incident) + failures_html(incident))
+        prefix.append(banner_html(incident) + causes_html(incident) + failures_html(incident) + na_html(incident))
 
     def pytest_html_results_table_header(self, cells):
         """Severity, component and fix columns after the test id."""
@@ -154,6 +154,28 @@ def banner_html(incident: dict) -> str:
         f'<p class="banner-run">Run {escape(incident["run_id"])}, started {escape(utc(incident["started"]))}, '
         f"{incident['duration_seconds']:g} s</p>"
         "</section>"
+    )
+
+
+def causes_html(incident: dict) -> str:
+    """Root causes found outside the run's selection (remediation.rootcause), above the failures they explain."""
+    items = "".join(
+        f"<li><b>{escape(c['severity'].upper())}</b> <code>{escape(c['id'])}</code>: {escape(c['message'])} "
+        f"(run outside the selection: {len(c['explains'])} selected check(s) skipped on it)</li>"
+        for c in incident["root_causes"]
+    )
+    return f'<section id="incident-root-causes"><h2>Root cause</h2><ul>{items}</ul></section>' if items else ""
+
+
+def na_html(incident: dict) -> str:
+    """Checks the profile rules out for this deployment: listed with the reason, never counted as passing."""
+    items = "".join(
+        f"<li><code>{escape(na['id'])}</code>: {escape(na['reason'])}</li>" for na in incident["not_applicable"]
+    )
+    return (
+        f'<section id="incident-not-applicable"><h2>Not applicable (N/A)</h2><ul>{items}</ul></section>'
+        if items
+        else ""
     )
 
 

@@ -122,6 +122,7 @@ def build(
             for r in results
             if r.explains and r.outcome == "failed"
         ],
+        "not_applicable": [{"id": r.nodeid, "reason": r.message} for r in results if r.status == "n/a"],
         "evidence": evidence,
         "audit": list(audit),
     }
