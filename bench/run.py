@@ -3,11 +3,14 @@
 
     python bench/run.py            # ~6 minutes; prints the table and writes bench/RESULTS.md
     python bench/run.py --quick    # fewer repetitions, for a smoke test of the benchmark itself
+    python bench/run.py --p1-only  # ~1 minute: the floor, `pytest -m p1` and its fingerprint's cost; prints only
 
 Everything runs on this machine in one go, with this Python and its installed pytest plugins:
 
 * the floor: ``pytest -q`` on one trivial test file in a temporary directory (every installed plugin autoloads);
 * ``pytest -m p1`` against a running sandbox (started before any timing), healthy and with its API hung;
+* the cost of the run's fingerprint on that P1 path: ``pytest -m p1`` with it (the default) and with
+  ``--no-fingerprint``, interleaved on the same healthy sandbox;
 * the runbook's serial P1 diagnostics (bench/runbook_baseline.py) against the same hung API;
 * the full suite, browser check included, on the healthy sandbox; and ``-n auto`` (pytest-xdist) for its verdict;
 * the log checks (``observe.logs.Logs.since``) on generated ~1 GB logs (an error log and an automation log, and a
@@ -451,6 +454,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory (generated inputs).")
     parser.add_argument("--log-gib", type=float, default=1.0, help="Size of each generated log, GiB (default 1).")
     parser.add_argument("--db-gib", type=float, default=1.0, help="Size of the generated database, GiB (default 1).")
+    parser.add_argument(
+        "--p1-only",
+        action="store_true",
+        help="Only the floor, the healthy P1 run and its fingerprint's cost; print them, leave RESULTS.md as it is.",
+    )
     opts = parser.parse_args()
     n_fast, n_slow = (2, 1) if opts.quick else (5, 3)
 
@@ -501,6 +509,34 @@ def main() -> int:
                 note=p1_summary,
             )
         )
+
+        # ---- the fingerprint's cost on the P1 path: the same run without it, interleaved, each first in turn ----
+        with_fp, without_fp = [], []
+        for i in range(2 * n_fast):
+            say(f"p1 healthy with and without its fingerprint, run {i + 1}/{2 * n_fast}")
+            pair = [([], with_fp), (["--no-fingerprint"], without_fp)]
+            for extra, samples in pair if i % 2 == 0 else pair[::-1]:
+                done = run(pytest_cmd("-m", "p1", *live, *extra), env=env)
+                assert done.code == 0, done.output[-3000:]
+                samples.append(done.seconds)
+        rise = median(with_fp) / median(without_fp) - 1
+        rows.append(
+            Row(
+                "`pytest -m p1`, healthy sandbox, with the target's fingerprint (the default)",
+                with_fp,
+                "the same run with `--no-fingerprint`",
+                without_fp,
+                f"{rise * 100:+.1f} % median time",
+                target="≤ +5 %",
+                met=rise <= 0.05,
+                note="the fingerprint (processes, code, packages, configuration, database, logs, host) is gathered "
+                "on a thread beside the checks and kept in the report directory",
+            )
+        )
+        if opts.p1_only:
+            shutil.rmtree(tmp, ignore_errors=True)
+            print(results(rows, facts, started))
+            return 0
 
         # ---- the full suite, browser included, and its verdict under xdist -------------------------------
         full = []
@@ -741,6 +777,14 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    text = results(rows, facts, started)
+    (BENCH / "RESULTS.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def results(rows: list[Row], facts: list[str], started: float) -> str:
+    """The results as Markdown: how and where they were measured, the table, and the notes of its rows."""
     load = os.getloadavg()
     header = [
         "# Benchmark results",
@@ -751,10 +795,7 @@ def main() -> int:
         "",
     ]
     notes = ["", "Notes:", ""] + [f"- {r.name}: {r.note}" for r in rows if r.note] + [f"- {f}" for f in facts]
-    text = "\n".join(header) + table(rows) + "\n" + "\n".join(notes) + "\n"
-    (BENCH / "RESULTS.md").write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+    return "\n".join(header) + table(rows) + "\n" + "\n".join(notes) + "\n"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ run's :class:`~remediation.results.Results` when the session finishes, runs
 (``pytest_fossawork_write_report``: JSON, HTML) write it as
 ``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``;
 then it prunes the reports of earlier runs to ``--keep-reports``
-(:mod:`remediation.reports.history`).
+(:mod:`remediation.reports.history`). Beside the checks it gathers the targets'
+fingerprints (:mod:`remediation.fingerprints`): a failing run's incident names what
+changed since the last healthy run, and every run keeps its own for the next.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ HELP_KEEP_REPORTS = (
     f"(default {history.DEFAULT_KEEP}; env {history.KEEP_ENV}). Consecutive healthy runs count as one; the "
     "open incident's reports and latest.* are always kept."
 )
+HELP_NO_FINGERPRINT = (
+    "Do not gather the targets' fingerprints (processes, code, packages, configuration, database, logs, host) "
+    "nor name in the incident what changed since the last healthy run."
+)
 KEEP_KEY = pytest.StashKey[history.Keep]()
 
 
@@ -61,6 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-incident-report", action="store_true", default=False, help=HELP_NO_REPORT)
     group.addoption("--recheck-result", default=None, metavar="PATH", help=HELP_RECHECK_RESULT)
     group.addoption("--keep-reports", default=None, metavar="LIMIT", help=HELP_KEEP_REPORTS)
+    group.addoption("--no-fingerprint", action="store_true", default=False, help=HELP_NO_FINGERPRINT)
 
 
 @pytest.hookimpl(trylast=True)
@@ -152,14 +159,22 @@ class IncidentRecorder:
         self.user_html = opt("htmlpath", None)
         self.html_path: Path | None = None
         quiet = opt("runbook") or opt("collectonly") or opt("no_incident_report")
+        # The fingerprints live beside the reports: a run that writes none (a --remediate re-check) keeps none.
+        self.fingerprinting = not quiet and not opt("no_fingerprint")
+        self._fingerprints = None
         if not self.user_html and not quiet and config.pluginmanager.has_plugin("html"):
             self.html_path = self.report_dir / f"incident-{self.run_id}.html"
             config.option.htmlpath = str(self.html_path)
             config.option.self_contained_html = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """No health check collected (e.g. ``pytest tests/``): no HTML report either."""
-        if self.html_path is not None and not any(is_health_check(item) for item in session.items):
+        """No health check collected (e.g. ``pytest tests/``): no HTML report either. Health checks collected: the
+        fingerprints are gathered while they run (under xdist the controller collects nothing: they are gathered
+        as the run ends)."""
+        checking = any(is_health_check(item) for item in session.items)
+        if checking and self.fingerprinting:
+            self.fingerprints().start()
+        if self.html_path is not None and not checking:
             for plugin in self.config.pluginmanager.get_plugins():
                 if type(plugin).__module__.startswith("pytest_html") and hasattr(plugin, "_report_path"):
                     self.config.pluginmanager.unregister(plugin)
@@ -219,6 +234,7 @@ class IncidentRecorder:
         }
 
     def _build(self, checks, remediation: dict | None) -> dict:
+        failing = {c.target for c in checks if c.outcome == "failed"}
         return build(
             run_id=self.run_id,
             started=self.started,
@@ -230,6 +246,7 @@ class IncidentRecorder:
             audit=self._audit_entries(),
             evidence=str(evidence) if (evidence := evidence_dir(self.report_dir, self.run_id)).is_dir() else None,
             since=self._failing_since(),
+            changed=self.fingerprints().sections(failing) if self.fingerprinting and failing else [],
         )
 
     def _audit_entries(self) -> list[dict]:
@@ -268,12 +285,30 @@ class IncidentRecorder:
             self.written = [Path(p) for p in results if p]
             for path in self.written:
                 write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
+            if self.fingerprinting:
+                self.fingerprints().keep(self._healthy_targets())
             if self.written:
                 keep = self.config.stash[KEEP_KEY]
                 now = datetime.now(UTC)
                 self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
         elif self.html_path is not None and self.html_path.exists():
             self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
+
+    def fingerprints(self):
+        """This run's :class:`~remediation.fingerprints.Fingerprints` (made once the targets are known, after
+        pytest_configure; imported here, so a --no-fingerprint run does not even load it)."""
+        if self._fingerprints is None:
+            from fixtures.target import targets
+            from remediation.fingerprints import Fingerprints
+
+            self._fingerprints = Fingerprints(self.report_dir, targets(self.config), self.run_id)
+        return self._fingerprints
+
+    def _healthy_targets(self) -> set[str]:
+        """Targets with a passing check and no failing one in this run (before any --remediate)."""
+        checks = results_of(self.config).health_checks()
+        passed = {c.target for c in checks if c.outcome == "passed"}
+        return passed - {c.target for c in checks if c.outcome == "failed"}
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         """The incident after the results: pytest has ended the progress line, also under xdist."""
@@ -283,6 +318,11 @@ class IncidentRecorder:
         tr.write_sep("-", f"incident {self.incident['severity'].upper()}: {self.incident['run_id']}")
         for line in summary_lines(self.incident):
             tr.write_line(line)
+        if self.incident["changed"]:
+            from remediation.reports.changes import terminal_lines
+
+            for line in terminal_lines(self.incident["changed"]):
+                tr.write_line(line)
         for path in self.written:
             tr.write_line(f"incident report: {path}")
         if self.incident["evidence"]:

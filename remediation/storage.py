@@ -38,6 +38,30 @@ def write_atomically(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
     return path
 
 
+def create_once(path: Path, data: str, mode: int = 0o600) -> str:
+    """The text of ``path``, which is created holding ``data`` when it does not exist yet, and never replaced.
+
+    For a value every later run must agree on (the fingerprint key): it is written whole under a temporary name
+    and linked into place, so two runs starting at once end up reading the same one, never half a file.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another run created it first: its value is the one
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text(encoding="utf-8")
+
+
 def evidence_dir(report_dir: Path, run_id: str) -> Path:
     """The incident's folder for evidence a fix is about to destroy (log lines before a restart or a rotation)."""
     return Path(report_dir) / f"incident-{run_id}.evidence"

@@ -124,6 +124,7 @@ def test_real_runs_keep_only_the_newest_and_say_what_they_pruned(project):  # no
     reports = project.path / "reports"
     latest = json.loads((reports / "latest.json").read_text())["run_id"]
     assert sorted(p.name for p in reports.iterdir()) == [
+        "fingerprints",  # the last and last healthy runs' fingerprints: never pruned
         f"incident-{latest}.html",
         f"incident-{latest}.json",
         "latest.html",

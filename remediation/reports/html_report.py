@@ -2,6 +2,7 @@
 
 Read at 3 a.m., the page answers in its first screen how bad it is, how soon
 to respond and against which target (a banner coloured by severity), then what
+changed since the last healthy run (the runbook's first question), then what
 failed, most severe first, each with its evidence, the fix to paste (dry run,
 then ``--execute``), its knowledge-base entry, what ``--remediate`` did and
 since when it has been failing. pytest-html's results table (passed and
@@ -46,13 +47,19 @@ class IncidentHtml:
         self.report_data = report
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        """The incident first: banner, then the failing checks by severity."""
+        """The incident first: banner, what changed since the last healthy run, then the failing checks by severity."""
         incident = self.recorder.incident
         if incident is None:
             return
         if self.report_data is not None:
             self.report_data.title = page_title(incident)
-        prefix.append(banner_html(incident) + causes_html(incident) + failures_html(incident) + na_html(incident))
+        prefix.append(
+            banner_html(incident)
+            + causes_html(incident)
+            + changed_html(incident)
+            + failures_html(incident)
+            + na_html(incident)
+        )
 
     def pytest_html_results_table_header(self, cells):
         """Severity, component and fix columns after the test id."""
@@ -177,6 +184,37 @@ def na_html(incident: dict) -> str:
         if items
         else ""
     )
+
+
+def changed_html(incident: dict) -> str:
+    """The ``#incident-changed``: per failing target, each fact that differs from its last healthy run, newest first;
+    the three most relevant in bold, and those that happened since the previous (failing) run say so."""
+    if not incident["changed"]:
+        return ""
+    from remediation.reports.changes import most_relevant  # only for a failing run, as the fingerprint itself
+
+    parts = []
+    for section in incident["changed"]:
+        where = f" of {escape(section['target'])}" if len(incident["targets"]) > 1 else ""
+        if section["since"] is None:
+            heading = f"Changed since the last healthy run{where}: not known"
+            body = f"<p>{escape(section['note'] or '')}</p>"
+        else:
+            heading = f"Changed since the last healthy run{where} ({escape(utc(section['since']))})"
+            top = {id(c) for c in most_relevant(section["changes"])}
+            # Marked only when it tells recent changes from older ones (not when the previous run was the healthy one).
+            recent = any(not c["new"] for c in section["changes"])
+            items = "".join(
+                f'<li class="change kind-{escape(c["kind"])}{" relevant" if id(c) in top else ""}">'
+                f"{escape(c['text'])}{' <em>(since the previous run)</em>' if recent and c['new'] else ''}</li>"
+                for c in section["changes"]
+            )
+            body = f"<ol>{items}</ol>" if items else "<p>Nothing the fingerprint records has changed.</p>"
+        unknown = "".join(f"<li>{escape(u)}</li>" for u in section["unknown"])
+        if unknown:
+            body += f'<details class="unknown"><summary>Not compared (unknown)</summary><ul>{unknown}</ul></details>'
+        parts.append(f'<section class="changed-target"><h2>{heading}</h2>{body}</section>')
+    return f'<div id="incident-changed">{"".join(parts)}</div>'
 
 
 def failures_html(incident: dict) -> str:

@@ -10,7 +10,7 @@ from remediation.contract import COMPONENTS, RESPONSE_MINUTES, SEVERITIES, SEVER
 from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, command, fix_id
 
-SCHEMA_ID = "fossawork-incident/2"
+SCHEMA_ID = "fossawork-incident/3"
 OUTCOMES = ("passed", "failed", "skipped")
 MAX_OUTPUT = 20_000
 
@@ -86,12 +86,25 @@ def failure_entry(result: CheckResult, targets: dict, remediation: dict | None, 
 
 
 def build(
-    *, run_id, started, finished, args, targets, results, remediation=None, audit=(), evidence=None, since=None
+    *,
+    run_id,
+    started,
+    finished,
+    args,
+    targets,
+    results,
+    remediation=None,
+    audit=(),
+    evidence=None,
+    since=None,
+    changed=(),
 ) -> dict:
     """The whole incident, redacted; ``results`` are the run's health checks in run order.
 
     ``targets`` maps profile name -> {name, description, source}; the first is the run's main target.
     ``since`` maps (target, node id) -> when that check's open alert started (ISO 8601), from the alert state.
+    ``changed``: per target with a failing check, what changed since its last healthy run
+    (:func:`remediation.reports.changes.section`).
     """
     since = since or {}
     severity = severity_of(results)
@@ -123,6 +136,7 @@ def build(
             if r.explains and r.outcome == "failed"
         ],
         "not_applicable": [{"id": r.nodeid, "reason": r.message} for r in results if r.status == "n/a"],
+        "changed": list(changed),
         "evidence": evidence,
         "audit": list(audit),
     }
