@@ -5,7 +5,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from fixtures.expect import depends_on, expect
+from fixtures.expect import depends_on, expect, observing
+from observe.db import SQLITE_HEADER, DatabaseLocked, DatabaseUnavailable
 
 fix = pytest.mark.fix
 pytestmark = pytest.mark.backend
@@ -43,6 +44,35 @@ def test_api_endpoint_answers_200_with_json(api, endpoint):
         + (f", body {not_json}" if answer.status == 200 else f", body {answer.text()!r}" if answer.body else "")
         + ", expected 200 with a JSON body",
     )
+
+
+@pytest.mark.p3
+@fix("escalate", kb="health_endpoint_blind")
+def test_health_endpoint_sees_the_database(on_host, api, db):
+    """Health endpoint answers 200 while the database is broken: monitors show green while requests fail.
+
+    Beyond the runbook: FossaWork V2's /health is static and never opens the database. A broken database is one
+    that is missing, is not SQLite or lacks the expected tables (the database checks say which); a locked one is
+    the lock check's.
+    """
+    health = api.answer("health")
+    depends_on(health.status == 200, f"health route: {health.describe()} (reported by the endpoint checks)")
+    with observing(blocked=(DatabaseLocked,)):
+        broken = _database_problem(on_host, db)
+    expect(not broken, f"observed {health.describe()} while {broken}, expected the health route to fail with it")
+
+
+def _database_problem(on_host, db) -> str | None:
+    """What makes the database unusable for the application, or None; a lock raises DatabaseLocked."""
+    try:
+        if db.header() != SQLITE_HEADER:
+            return f"{db.path} is not a SQLite database (or is empty)"
+        missing = sorted(set(on_host.db_tables) - set(db.tables()))
+    except DatabaseLocked:
+        raise
+    except DatabaseUnavailable as exc:
+        return str(exc)
+    return f"{db.path} lacks tables {', '.join(missing)}" if missing else None
 
 
 @pytest.mark.p1
