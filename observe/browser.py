@@ -33,10 +33,18 @@ class Launch:
     elapsed: float
 
 
+MANAGED = "playwright"  # browser_executable value: the Chromium Playwright manages, as the application launches it
+
+
 def launch(executable: str, timeout: float) -> Launch:
-    """Start and close headless Chromium through Playwright, bounded by ``timeout`` seconds."""
+    """Start and close headless Chromium through Playwright, bounded by ``timeout`` seconds.
+
+    ``executable`` is a browser binary, or ``playwright`` for the browser Playwright installed for the
+    application (its ``PLAYWRIGHT_BROWSERS_PATH``): FossaWork V2 launches that one, not the system's Chromium.
+    """
     start = time.monotonic()
-    if not os.access(executable, os.X_OK):
+    managed = executable == MANAGED
+    if not managed and not os.access(executable, os.X_OK):
         return Launch(False, f"{executable} is missing or not executable", 0.0)
 
     def attempt() -> str:
@@ -44,7 +52,10 @@ def launch(executable: str, timeout: float) -> Launch:
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path=executable, args=CHROMIUM_ARGS, timeout=timeout * 1000, headless=True
+                executable_path=None if managed else executable,
+                args=CHROMIUM_ARGS,
+                timeout=timeout * 1000,
+                headless=True,
             )
             try:
                 page = browser.new_page()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from observe import profile
+from observe.browser import MANAGED, launch
 from sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +48,11 @@ def test_a_check_ruled_out_by_the_profile_is_na_with_its_reason_in_terminal_json
     assert f"N/A health/test_performance.py::test_api_latency_is_under_threshold: N/A: {reason}" in done.stdout
     html = (tmp_path / "reports/latest.html").read_text()
     assert "Not applicable (N/A)" in html and reason in html
+
+
+def test_the_applications_own_playwright_browser_is_the_one_launched(tmp_path, monkeypatch):
+    # The application's environment has no Playwright browser installed: the launch says where it looked.
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "ms-playwright"))
+    result = launch(MANAGED, timeout=20)
+    assert not result.ok
+    assert str(tmp_path / "ms-playwright") in result.detail and "doesn't exist" in result.detail
