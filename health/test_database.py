@@ -6,7 +6,7 @@ Every probe is read-only (``mode=ro``); the long scans run under time budgets.
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
-from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable, sidecars
+from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
 from observe.system import filesystem_of
 
 fix = pytest.mark.fix
@@ -67,7 +67,7 @@ def test_database_file_is_writable(db, service_account):
     """
     _present(db)
     depends_on(service_account, f"cannot tell which account runs the backend: set service_user ({db.path})")
-    paths = [p for p in sidecars(db.path) if p.exists()] + [db.path.parent]
+    paths = [*db.files(), db.path.parent]
     denied = [p for p in paths if not service_account.can_write(p)]
     expect(
         db.owner_can_write and not denied,

@@ -93,6 +93,10 @@ class Database:
     def exists(self) -> bool:
         return self.file() is not None
 
+    def files(self) -> list[Path]:
+        """The database file and those of its -wal/-shm/-journal that exist (what SQLite opens and writes)."""
+        return [p for p in sidecars(self.path) if os.path.lexists(p)]
+
     @property
     def is_directory(self) -> bool:
         st = self.file()

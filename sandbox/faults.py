@@ -769,6 +769,7 @@ def _log_oversized(sb, rec):
     rec["created"].append(str(path))
     line = logfmt.line(sb.layout, t, "DEBUG", "fossawork.scraper", "DOM snapshot chunk " + "x" * 180, "dump_dom:52")
     _write_log(path, line, 101 * 1024 * 1024)
+    sb.give_to_backend(path)  # the application wrote it: a root-owned log would be another fault
 
 
 def _automation(sb, rec, n: int, failed: int, age: timedelta, spacing_min: int) -> None:
