@@ -43,6 +43,7 @@ class Fingerprints:
         self.taken: dict[str, dict] = {}
         self.text: dict[str, str] = {}  # as kept: made on the thread, so the run's end only writes it
         self.notes: dict[str, str] = {}  # profile name -> why it has no fingerprint
+        self.unkept: OSError | None = None  # why the key could not be kept: nothing of this run can be
         self._thread: threading.Thread | None = None
 
     def start(self) -> Fingerprints:
@@ -72,6 +73,8 @@ class Fingerprints:
         try:
             key = self.key()
         except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError):
+                self.unkept = exc
             for name in observed:
                 self.notes[name] = f"fingerprint off: its key in {self.dir} cannot be kept ({exc})"
             return
@@ -120,8 +123,13 @@ class Fingerprints:
         ]
 
     def keep(self, healthy: set[str]) -> None:
-        """Keep this run's fingerprints as the last run's, and as the last healthy run's for ``healthy`` targets."""
+        """Keep this run's fingerprints as the last run's, and as the last healthy run's for ``healthy`` targets.
+
+        Raises the OSError that kept the key from being created or read: the report directory is not writable.
+        """
         self.wait()
+        if self.unkept is not None:
+            raise self.unkept
         for name in list(self.taken):  # a copy: a thread past WAIT may still add one
             for which in ("last", "healthy") if name in healthy else ("last",):
                 write_atomically(self.path(name, which), self.text[name], 0o600)

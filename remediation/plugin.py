@@ -9,12 +9,18 @@ then it prunes the reports of earlier runs to ``--keep-reports``
 (:mod:`remediation.reports.history`). Beside the checks it gathers the targets'
 fingerprints (:mod:`remediation.fingerprints`): a failing run's incident names what
 changed since the last healthy run, and every run keeps its own for the next.
+
+A report directory the run cannot write (a scheduled job's user that does not own
+it) changes none of that verdict: the terminal says it all the same, no fix runs
+(it could not be audited), and the run ends with exit 3 and one line naming the
+directory, after everything else it printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +34,14 @@ from remediation.notify import alerts
 from remediation.reports import history
 from remediation.reports.incident import build
 from remediation.results import results_of
-from remediation.storage import DEFAULT_REPORT_DIR, REPORT_DIR_ENV, evidence_dir, report_dir, write_atomically
+from remediation.storage import (
+    DEFAULT_REPORT_DIR,
+    REPORT_DIR_ENV,
+    check_writable,
+    evidence_dir,
+    report_dir,
+    write_atomically,
+)
 
 pytest_plugins = ["remediation.results"]
 
@@ -136,6 +149,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    recorder = config.pluginmanager.get_plugin(RECORDER)
+    line = recorder.last_line if recorder is not None else None
+    if line:
+        # The last line of the run (after pytest's own summary), on stderr: what a journal or a cron log shows last.
+        sys.stdout.flush()
+        sys.stderr.write(line + "\n")
     for name in (RECORDER, "fossawork-remediate", "fossawork-json", "fossawork-html"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
@@ -162,7 +181,17 @@ class IncidentRecorder:
         # The fingerprints live beside the reports: a run that writes none (a --remediate re-check) keeps none.
         self.fingerprinting = not quiet and not opt("no_fingerprint")
         self._fingerprints = None
-        if not self.user_html and not quiet and config.pluginmanager.has_plugin("html"):
+        self.unwritable: OSError | None = None  # why the report directory cannot be written
+        self.last_line: str | None = None  # the run's last line, when it is that
+        if not quiet:
+            # Known before anything is written: then pytest-html gets no page to write there (it would stop the run
+            # with a traceback, as it configures or as it ends), no fix runs (it could not be audited), and the run
+            # ends with exit 3 after its verdict.
+            try:
+                check_writable(self.report_dir)
+            except OSError as exc:
+                self.unwritable = exc
+        if not self.user_html and not quiet and self.unwritable is None and config.pluginmanager.has_plugin("html"):
             self.html_path = self.report_dir / f"incident-{self.run_id}.html"
             config.option.htmlpath = str(self.html_path)
             config.option.self_contained_html = True
@@ -204,6 +233,22 @@ class IncidentRecorder:
             return (yield)
         finally:
             self._finish()
+            self.last_line = self._unwritable_line()
+            # Exit 3, not the checks' 0 or 1: a scheduler must not read "reports missing" as "healthy".
+            if self.last_line and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _unwritable_line(self) -> str | None:
+        """The run's last line when its report, fingerprints or alert state could not be written."""
+        exc = (self.unwritable if self.wants_report() else None) or alerts.state_error(self.config)
+        if exc is None:
+            return None
+        where, reason = self.report_dir, exc.strerror or exc.__class__.__name__
+        # The file or folder inside the directory that failed, when it is not the directory itself.
+        failed = exc.filename2 or exc.filename
+        if isinstance(failed, str) and Path(failed) != where and Path(failed).is_relative_to(where):
+            reason += f": {failed}"
+        return f"fossawork-health: cannot write reports to {where} ({reason}); the checks' verdict above stands"
 
     # A second pytest_sessionfinish (pytest finds hooks by their "pytest_" prefix, specname by the spec's name).
     @pytest.hookimpl(specname="pytest_sessionfinish")
@@ -277,22 +322,30 @@ class IncidentRecorder:
         if recheck:
             outcomes = {c.nodeid: c.outcome for c in results_of(self.config).health_checks()}
             write_atomically(Path(recheck), json.dumps(outcomes))
-        if self.incident is not None:
-            stem = f"incident-{self.run_id}"
-            results = self.config.hook.pytest_fossawork_write_report(
-                config=self.config, incident=self.incident, report_dir=self.report_dir, stem=stem
-            )
-            self.written = [Path(p) for p in results if p]
-            for path in self.written:
-                write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
-            if self.fingerprinting:
-                self.fingerprints().keep(self._healthy_targets())
-            if self.written:
-                keep = self.config.stash[KEEP_KEY]
-                now = datetime.now(UTC)
-                self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
-        elif self.html_path is not None and self.html_path.exists():
-            self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
+        if self.incident is None:
+            if self.html_path is not None and self.html_path.exists():
+                self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
+        elif self.unwritable is None:
+            try:
+                self._write()
+            except OSError as exc:
+                self.unwritable = exc
+
+    def _write(self) -> None:
+        """The incident in every format, latest.*, the fingerprints to keep, and the history pruned."""
+        stem = f"incident-{self.run_id}"
+        results = self.config.hook.pytest_fossawork_write_report(
+            config=self.config, incident=self.incident, report_dir=self.report_dir, stem=stem
+        )
+        self.written = [Path(p) for p in results if p]
+        for path in self.written:
+            write_atomically(path.with_name("latest" + path.suffix), path.read_bytes())
+        if self.fingerprinting:
+            self.fingerprints().keep(self._healthy_targets())
+        if self.written:
+            keep = self.config.stash[KEEP_KEY]
+            now = datetime.now(UTC)
+            self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
 
     def fingerprints(self):
         """This run's :class:`~remediation.fingerprints.Fingerprints` (made once the targets are known, after

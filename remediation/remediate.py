@@ -78,6 +78,10 @@ def remediate(config: pytest.Config, recorder, results: list[CheckResult]) -> di
     out = {"status": "", "fixes": {}, "recheck": {}, "made_worse": [], "targets": {}}
     if len(targets(config)) > 1:
         out["status"] = "not run: --remediate acts on one target at a time; rerun with a single --target"
+    elif failing and recorder.unwritable is not None:
+        reason = recorder.unwritable.strerror or recorder.unwritable.__class__.__name__
+        # A fix leaves an audit trail or does not run.
+        out["status"] = f"not run: the fixes' audit log cannot be written in {recorder.report_dir} ({reason})"
     elif failing:
         # The sandbox's live targets file and the fixes' result files: scratch for this run only.
         with tempfile.TemporaryDirectory(prefix="fossawork-remediate-") as workdir:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -15,6 +16,17 @@ def report_dir(option: str | os.PathLike | None = None) -> Path:
     """The report directory: the option's value, else $FOSSAWORK_REPORT_DIR, else reports/ of the checkout."""
     chosen = option or os.environ.get(REPORT_DIR_ENV)
     return Path(chosen) if chosen else DEFAULT_REPORT_DIR
+
+
+def check_writable(directory: Path) -> None:
+    """Raise the OSError that writing in ``directory`` would meet; the directory is created when missing.
+
+    Asked before the first write of a run's reports, so that a directory the run's user cannot write is one
+    error known in advance, not a failure half-way through writing them.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
 
 
 def write_atomically(path: Path, data: str | bytes, mode: int = 0o644) -> Path:

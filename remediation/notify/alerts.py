@@ -18,7 +18,10 @@ for the answer, the first receiver that is down (or answers 5xx / 429) stops
 the remaining posts, and all posts share a 10 s budget. Events not delivered
 are not written to the state, so the next run sends them again. The outcome of
 every event is in :func:`notification_results` (for the report writer) and in
-the terminal summary. Runs only on the xdist controller.
+the terminal summary. A state that cannot be written (the report directory is
+not the run's user's) does not stop the pages either: :func:`state_error` keeps
+why, and the run ends with exit 3 (``remediation.plugin``). Runs only on the
+xdist controller.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ HELP_ROUTING_KEY_ENV = "Environment variable holding the PagerDuty integration (
 HELP_FORMAT = "Alert format: 'pagerduty' (Events API v2, default) or 'slack' ({\"text\": ...} messages)."
 
 RESULTS_KEY = pytest.StashKey[list]()
+STATE_ERROR_KEY = pytest.StashKey[OSError]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,6 +102,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def notification_results(config: pytest.Config) -> list[dict]:
     """Every alert event of this run: event, check, target, dedup_key, format, sent, status, error."""
     return list(config.stash.get(RESULTS_KEY, []))
+
+
+def state_error(config: pytest.Config) -> OSError | None:
+    """Why this run could not keep its alert state in the report directory, or None."""
+    return config.stash.get(STATE_ERROR_KEY, None)
 
 
 def dedup_key(target: str, nodeid: str) -> str:
@@ -162,6 +171,7 @@ class Notifier:
         self.threshold = rank(config.getoption("alert_severity"))
         self.routing_key_env = config.getoption("alert_routing_key_env")
         self.notes: list[str] = []
+        self.open_alerts: dict | None = None  # the state as this run leaves it, once its events are delivered
         self.open_count = 0
 
     @property
@@ -173,30 +183,42 @@ class Notifier:
     @pytest.hookimpl(tryfirst=True)  # before report writers read notification_results()
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         path = state_path(self.config)
-        with locked(path):
-            open_alerts, problem = read_state(path)
-            if problem:
-                self.notes.append(problem)
-            events = self.events(open_alerts)
-            until = gate.maintenance_until(self.config)
-            if until is not None:
-                delivered = self.suppress(events, f"suppressed: maintenance until {until.isoformat()}")
-            else:
-                delivered = self.deliver(events)
-            for event in delivered:
-                if event.action == "trigger":
-                    open_alerts[event.key] = {
-                        "target": event.check.target,
-                        "check": event.check.nodeid,
-                        "severity": event.check.severity,
-                        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    }
-                else:
-                    open_alerts.pop(event.key, None)
-            if delivered or problem:
-                write_state(path, open_alerts)
+        try:
+            with locked(path):
+                self.notify(path, keep=True)
+        except OSError as exc:
+            # The lock or the state cannot be written. This run's alerts go out all the same; with no state kept,
+            # the next run sends them again (PagerDuty folds a repeat into the open incident by dedup_key).
+            self.config.stash[STATE_ERROR_KEY] = exc
+            if self.open_alerts is None:
+                self.notify(path, keep=False)
         names = set(targets(self.config))
-        self.open_count = sum(1 for details in open_alerts.values() if details.get("target") in names)
+        self.open_count = sum(1 for details in self.open_alerts.values() if details.get("target") in names)
+
+    def notify(self, path: Path, keep: bool) -> None:
+        """Deliver this run's events against the state in ``path``; ``keep``: write the state they leave."""
+        open_alerts, problem = read_state(path)
+        if problem:
+            self.notes.append(problem)
+        events = self.events(open_alerts)
+        until = gate.maintenance_until(self.config)
+        if until is not None:
+            delivered = self.suppress(events, f"suppressed: maintenance until {until.isoformat()}")
+        else:
+            delivered = self.deliver(events)
+        for event in delivered:
+            if event.action == "trigger":
+                open_alerts[event.key] = {
+                    "target": event.check.target,
+                    "check": event.check.nodeid,
+                    "severity": event.check.severity,
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            else:
+                open_alerts.pop(event.key, None)
+        self.open_alerts = open_alerts
+        if keep and (delivered or problem):
+            write_state(path, open_alerts)
 
     def events(self, open_alerts: dict) -> list[Event]:
         """New problems at or above the alert severity, then recoveries of checks with an open alert."""
