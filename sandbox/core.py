@@ -162,9 +162,20 @@ def registry_roots() -> list[str]:
 class Sandbox:
     """A running FossaWork V2 stand-in: backend, frontend and WorkFossa, all by pid, under one root."""
 
-    def __init__(self, root: str | Path | None = None, layout: str = "runbook", faults: Iterable[str] = ()):
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        layout: str = "runbook",
+        faults: Iterable[str] = (),
+        frontend: str | Path | None = None,
+    ):
+        """``frontend``: a Vite + TypeScript source tree to deploy instead of the template (the benchmark's
+        real-size one); it runs on the template's node_modules, so it declares the template's dependencies."""
         if layout not in LAYOUTS:
             raise SandboxError(f"unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        self.frontend_source = Path(frontend).resolve() if frontend is not None else TEMPLATE_DIR
+        if not (self.frontend_source / "package.json").is_file():
+            raise SandboxError(f"{self.frontend_source} is no frontend source tree (no package.json)")
         self.layout = layout
         self.initial_faults = list(faults)
         for name in self.initial_faults:
@@ -348,7 +359,7 @@ class Sandbox:
             for key in ("backend_dir", "log_dir"):
                 _chown_tree(p[key], account["uid"], account["gid"])
         fe = p["frontend_dir"]
-        for item in TEMPLATE_DIR.iterdir():
+        for item in self.frontend_source.iterdir():
             if item.name in ("node_modules", "dist"):
                 continue
             if item.is_dir():
