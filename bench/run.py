@@ -359,7 +359,7 @@ def child_main(mode: str, args: list[str]) -> None:
         profile = resolve(args[0], args[1], environ={})
         start = time.perf_counter()
         db = Database(profile)
-        exists = db.stat() is not None and db.stat().st_size > 0
+        exists = db.exists and db.size > 0
         header = db.header()
         tables = db.tables()
         for table in tables:
