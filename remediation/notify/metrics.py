@@ -23,12 +23,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from fixtures.target import targets
 from remediation.results import Results, results_of
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 pytest_plugins = ["remediation.results"]
 
@@ -70,6 +73,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def render(names: list[str], results: Results, finished: float, duration: float) -> CollectorRegistry:
     """The run's gauges for the targets ``names`` (a fresh registry: only this run's samples)."""
+    # Imported here, not with the plugin: only runs given --prometheus-textfile pay for prometheus_client (~10 ms
+    # of every run's start-up, a P1 verdict's included).
+    from prometheus_client import CollectorRegistry, Gauge
+
     registry = CollectorRegistry()
     check_labels = ("target", "check", "component", "severity")
     gauges = {
@@ -101,6 +108,8 @@ class TextfileWriter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         results = results_of(self.config)
         registry = render(list(targets(self.config)), results, time.time(), time.monotonic() - self.started)
+        from prometheus_client import write_to_textfile  # see render()
+
         try:
             # write_to_textfile writes a temporary file beside PATH and renames it: the collector never sees half.
             self.path.parent.mkdir(parents=True, exist_ok=True)
