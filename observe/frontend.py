@@ -8,7 +8,7 @@ project's own binary (``npx`` could download one).
 On a real-size frontend the type-check and the build take most of a full run,
 so their results can be kept in a cache directory of the suite's (never in the
 target): :class:`ToolCache`. A result is reused only while the key of the tree
-(:func:`fingerprint`: every file's path, size, times and inode, node_modules' top
+(:func:`tree_key`: every file's path, size, times and inode, node_modules' top
 level, the tools' versions, node, npm and the environment they read) is the
 one it was stored under; tsc keeps its ``--incremental`` state there too, so a
 changed source costs an incremental check, not a full one.
@@ -44,11 +44,11 @@ OUTPUT_TAIL = 600  # characters of a failing command's output kept as evidence
 TOOL_FIXTURES = {"npm_ls_run": "npm_ls", "tsc_run": "tsc", "build_run": "build"}
 
 CACHE_FORMAT = 1  # part of every key: entries written by another layout of the cache never match
-MAX_SOURCES = 20_000  # entries fingerprinted at most; a bigger tree is not cached and its tools run every time
+MAX_SOURCES = 20_000  # entries keyed at most; a bigger tree is not cached and its tools run every time
 # A file changed this recently may change again inside the same timestamp tick (same size, same times): a result
 # is stored only when the tree has been still for this long, so a key never stands for two contents.
 SETTLE_SECONDS = 1.0
-# Not sources: installed packages (their top level is fingerprinted apart) and version control, which no tool reads.
+# Not sources: installed packages (their top level is keyed apart) and version control, which no tool reads.
 NOT_SOURCES = frozenset({"node_modules", ".git"})
 # The tools whose versions a result depends on (node_modules/<name>/package.json).
 TOOL_PACKAGES = ("typescript", "vite")
@@ -104,21 +104,21 @@ def run(command: list[str], cwd: Path, timeout: float) -> Run:
 
 
 @dataclass(frozen=True)
-class Sources:
+class TreeKey:
     """The key of a frontend tree's sources and tools."""
 
-    key: str | None  # None: the tree cannot be fingerprinted cheaply and safely, and nothing of it is cached
+    key: str | None  # None: the tree cannot be keyed cheaply and safely, and nothing of it is cached
     settled: bool  # nothing in it changed in the last SETTLE_SECONDS: a result may be stored under the key
 
 
-def fingerprint(root: Path) -> Sources:
-    """Fingerprint what the type-check and the build read, from metadata only (no file is read but two versions).
+def tree_key(root: Path) -> TreeKey:
+    """The key of what the type-check and the build read, from metadata only (no file is read but two versions).
 
     Every entry of the tree but NOT_SOURCES: path, type, size, mtime, ctime and inode (ctime and inode change with
     any write or replacement, even one that restores an old mtime); node_modules' top level and its lock file
     (an install replaces them); the versions of TOOL_PACKAGES; the node and npm found on PATH; and the environment
     the tools read. Symlinks are recorded and never walked: a linked file counts with its target's metadata, a
-    linked directory inside the tree is fingerprinted where it lives, and one outside makes the tree uncacheable.
+    linked directory inside the tree is keyed where it lives, and one outside makes the tree uncacheable.
     """
     digest = hashlib.sha256(repr(("frontend-sources", CACHE_FORMAT)).encode())
     real_root = os.path.realpath(root)
@@ -141,10 +141,10 @@ def fingerprint(root: Path) -> Sources:
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError:
-            return Sources(None, False)
+            return TreeKey(None, False)
         count += len(entries)
         if count > MAX_SOURCES:
-            return Sources(None, False)
+            return TreeKey(None, False)
         for entry in entries:
             if entry.name in NOT_SOURCES:
                 continue
@@ -156,8 +156,8 @@ def fingerprint(root: Path) -> Sources:
                     target = os.path.realpath(entry.path)
                     if os.path.isdir(target):
                         if os.path.commonpath([target, real_root]) != real_root:
-                            return Sources(None, False)
-                        continue  # fingerprinted where it lives, inside the tree
+                            return TreeKey(None, False)
+                        continue  # keyed where it lives, inside the tree
                     st = os.stat(entry.path)
             except OSError:
                 add(rel, "unreadable")  # vanished or dangling: the tools will not read it either
@@ -181,7 +181,7 @@ def fingerprint(root: Path) -> Sources:
         add("node_modules", exc.errno)
         top = []
     if len(top) + count > MAX_SOURCES:
-        return Sources(None, False)
+        return TreeKey(None, False)
     for entry in top:
         try:
             add(os.path.relpath(entry.path, root))
@@ -204,7 +204,7 @@ def fingerprint(root: Path) -> Sources:
             add(program, found, "unreadable")
     add(sorted((k, v) for k, v in os.environ.items() if k.startswith(TOOL_ENV_PREFIXES)))
     settled = newest < (time.time() - SETTLE_SECONDS) * 1e9
-    return Sources(digest.hexdigest(), settled)
+    return TreeKey(digest.hexdigest(), settled)
 
 
 class ToolCache:
@@ -222,6 +222,11 @@ class ToolCache:
         self.root = Path(directory).absolute()
         self.tree = os.path.realpath(tree)
         self.dir = self.root / hashlib.sha256(self.tree.encode()).hexdigest()[:16]
+
+    def make(self) -> None:
+        """Create the folders, the owner's only: tsc's messages quote the literals they reject, a secret included."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
 
     def load(self, tool: str, key: str) -> Run | None:
         """The stored Run of ``tool`` under ``key``, or None."""
@@ -252,7 +257,7 @@ class ToolCache:
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         entry = {"key": key, "finished": finished, "run": {**asdict(result), "reused": None}}
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.make()
             fd, temporary = tempfile.mkstemp(dir=self.dir, prefix=f".{tool}-")
         except OSError:
             return
@@ -291,7 +296,7 @@ class ToolCache:
         kept = self.dir / "tsc.tsbuildinfo"
         shown = f"{tsc} --noEmit --incremental --tsBuildInfoFile {kept}"
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.make()
             work = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{self.dir.name}-"))
         except OSError:
             return run([str(tsc), "--noEmit", "--incremental", "false"], cwd, timeout)
@@ -327,7 +332,7 @@ class Frontend:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=len(TOOL_FIXTURES), thread_name_prefix="frontend-tool")
         self._cache = ToolCache(cache_dir, self.dir) if cache_dir is not None else None
-        self._sources: Sources | None = None
+        self._tree_key: TreeKey | None = None
 
     def start(self, *tools: str) -> None:
         """Start these tools ('npm_ls', 'tsc', 'build') in the background; each runs at most once."""
@@ -418,15 +423,15 @@ class Frontend:
         if self._cache is None:
             return work()
         with self._lock:
-            if self._sources is None:
-                self._sources = fingerprint(self.dir)
-        if self._sources.key is None:
+            if self._tree_key is None:
+                self._tree_key = tree_key(self.dir)
+        if self._tree_key.key is None:
             return work()
-        key = hashlib.sha256(f"{self._sources.key} {tool}".encode()).hexdigest()
+        key = hashlib.sha256(f"{self._tree_key.key} {tool}".encode()).hexdigest()
         found = self._cache.load(tool, key)
         if found is not None:
             return found
         result = work()
-        if result.returncode is not None and self._sources.settled:
+        if result.returncode is not None and self._tree_key.settled:
             self._cache.store(tool, key, result)
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_hostile_side_effects import snapshot
 
-from observe.frontend import CACHED_TREES, SETTLE_SECONDS, Frontend, Run, ToolCache, fingerprint
+from observe.frontend import CACHED_TREES, SETTLE_SECONDS, Frontend, Run, ToolCache, tree_key
 from observe.profile import resolve
 from sandbox.core import TEMPLATE_DIR, ensure_frontend_deps
 
@@ -67,6 +68,8 @@ def test_a_second_run_on_unchanged_sources_reuses_both_results_and_writes_nothin
     assert "reused: sources and tools unchanged" in again_tsc.evidence()
     assert snapshot(tree) == before, "a check wrote into the target's frontend tree"
     assert not list(tree.rglob("*.tsbuildinfo")) and list(cache.rglob("tsc.tsbuildinfo"))
+    # The owner's only: tsc's messages quote the literals they reject.
+    assert {stat.S_IMODE(folder.stat().st_mode) for folder in [cache, *cache.iterdir()]} == {0o700}
 
 
 def test_a_type_error_added_after_a_passing_run_fails_the_next_one(tree, tmp_path):
@@ -80,39 +83,39 @@ def test_a_type_error_added_after_a_passing_run_fails_the_next_one(tree, tmp_pat
 
 def test_a_same_size_edit_that_restores_the_old_mtime_still_changes_the_key(tree):
     main = tree / "src" / "main.ts"
-    key = fingerprint(tree).key
+    key = tree_key(tree).key
     st = main.stat()
     text = main.read_text(encoding="utf-8")
     main.write_text(text.replace("Fuel", "Fool"), encoding="utf-8")
     os.utime(main, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert main.stat().st_size == st.st_size and main.stat().st_mtime_ns == st.st_mtime_ns
-    assert fingerprint(tree).key not in (None, key)
+    assert tree_key(tree).key not in (None, key)
 
 
 def test_a_package_removed_from_node_modules_changes_the_key(tree):
-    key = fingerprint(tree).key
+    key = tree_key(tree).key
     shutil.rmtree(tree / "node_modules" / "vite")
-    assert fingerprint(tree).key not in (None, key)
+    assert tree_key(tree).key not in (None, key)
 
 
 def test_the_tools_own_caches_in_node_modules_do_not_change_the_key(tree):
-    key = fingerprint(tree).key
+    key = tree_key(tree).key
     (tree / "node_modules" / ".vite-temp").mkdir(exist_ok=True)
     (tree / "node_modules" / ".vite").mkdir(exist_ok=True)
-    assert fingerprint(tree).key == key
+    assert tree_key(tree).key == key
 
 
 def test_a_link_to_a_directory_outside_the_tree_makes_it_uncacheable(tree, tmp_path):
     outside = tmp_path / "shared"
     outside.mkdir()
     (tree / "src" / "shared").symlink_to(outside)
-    assert fingerprint(tree).key is None
+    assert tree_key(tree).key is None
 
 
 def test_a_tree_changed_a_moment_ago_has_its_results_run_but_not_stored(tree, tmp_path):
     cache = tmp_path / "cache"
     (tree / "src" / "main.ts").touch()
-    assert not fingerprint(tree).settled
+    assert not tree_key(tree).settled
     assert results(tree, cache)[0].reused is None
     assert results(tree, cache)[0].reused is None
 
