@@ -366,8 +366,12 @@ class Sandbox:
                 shutil.copytree(item, fe / item.name)
             else:
                 shutil.copy2(item, fe / item.name)
-        subprocess.run(["cp", "-al", str(TEMPLATE_DIR / "node_modules"), str(fe / "node_modules")], check=True)
-        shutil.rmtree(fe / "node_modules" / ".vite", ignore_errors=True)
+        # "/.": the contents, hard-linked into a folder of the sandbox's own, also when the template's node_modules
+        # is a link to another checkout's: a fault moving a package aside, or a tool writing its cache, then acts
+        # on this sandbox only, never on the template every other sandbox is made from.
+        nm = fe / "node_modules"
+        subprocess.run(["cp", "-al", f"{TEMPLATE_DIR / 'node_modules'}/.", str(nm)], check=True)
+        shutil.rmtree(nm / ".vite", ignore_errors=True)
         self.state = {
             "root": str(self.root),
             "layout": self.layout,
