@@ -103,7 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Named so a team can replace one with `-p no:fossawork-html` or unregister it in conftest.py.
     config.pluginmanager.register(remediate, "fossawork-remediate")
     config.pluginmanager.register(json_report, "fossawork-json")
-    config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
+    if config.pluginmanager.has_plugin("html"):  # `-p no:html` turns the page off, not the run
+        config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
 
 
 def keep_reports(config: pytest.Config) -> history.Keep:
