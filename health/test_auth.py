@@ -64,7 +64,8 @@ def test_auth_route_exists(api, route):
 def test_jwt_secret_is_at_least_32_characters(target):
     """JWT SECRET_KEY not configured, or too short (should be at least 32 characters)."""
     secret = target.secret("jwt_secret_env")
-    where = f"{target.jwt_secret_env} (environment" + (f" or {target.env_file})" if target.env_file else ")")
+    unread = target.env_file_problem()
+    where = f"{target.jwt_secret_env} (environment" + (f" or {unread or target.env_file})" if target.env_file else ")")
     expect(
         secret and len(secret) >= 32,
         f"observed {where} " + ("unset" if not secret else f"of {len(secret)} characters") + ", expected >= 32",

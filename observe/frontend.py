@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from observe.files import kind
 from observe.http import MAX_BODY, Answer, Http
 from observe.profile import Profile
 
@@ -139,18 +141,34 @@ class Frontend:
         """`npm run build` into a temporary directory, once per run."""
         return self._result("build")
 
+    def _irregular(self, name: str) -> str | None:
+        """Why the tree's ``name``, which a tool reads first, is no file to read: a FIFO there would hold the tool
+        until its timeout, a device would feed it forever. None when it is a regular file or missing (the tool
+        reports a missing one itself)."""
+        try:
+            mode = (self.dir / name).stat().st_mode
+        except OSError:
+            return None
+        return None if stat.S_ISREG(mode) else f"{self.dir / name} is a {kind(mode)}, not a regular file"
+
     def _npm_ls(self) -> Run:
+        if problem := self._irregular("package.json"):
+            return Run("npm ls --depth=0", None, "", 0.0, problem)
         return run(["npm", "ls", "--depth=0"], self.dir, self.profile.timeouts.npm_ls)
 
     def _tsc(self) -> Run:
         tsc = self.dir / "node_modules" / ".bin" / "tsc"
         if not tsc.exists():
             return Run(f"{tsc} --noEmit", None, "", 0.0, f"TypeScript is not installed ({tsc} missing)")
+        if problem := self._irregular("tsconfig.json"):
+            return Run(f"{tsc} --noEmit", None, "", 0.0, problem)
         return run([str(tsc), "--noEmit", "--incremental", "false"], self.dir, self.profile.timeouts.tsc)
 
     def _build(self) -> Run:
         if shutil.which("npm") is None:
             return Run("npm run build", None, "", 0.0, "npm is not on PATH")
+        if problem := self._irregular("package.json"):
+            return Run("npm run build", None, "", 0.0, problem)
         with tempfile.TemporaryDirectory(prefix="fossawork-build-") as out:
             # The build goes to a temporary directory so the check leaves the target's dist/ untouched.
             return run(

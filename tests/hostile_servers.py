@@ -262,7 +262,14 @@ def offline_profile(tmp: Path, url: str = "http://127.0.0.1:9", **extra) -> dict
     return values
 
 
-def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: dict | None = None) -> SuiteRun:
+def run_suite(
+    targets: Path,
+    target: str,
+    *args: str,
+    timeout: float = 90,
+    env: dict | None = None,
+    opts: tuple[str, ...] = INNER_OPTS,
+) -> SuiteRun:
     """Run the health suite against one profile in a subprocess; parse its JUnit XML into cases."""
     junit = targets.with_suffix(".junit.xml")
     # --opt=value, so that pytest's early rootdir guess does not take the targets file for a test path.
@@ -272,7 +279,7 @@ def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: 
         "pytest",
         f"--target-file={targets}",
         f"--target={target}",
-        *INNER_OPTS,
+        *opts,
         f"--junitxml={junit}",
         *args,
     ]
