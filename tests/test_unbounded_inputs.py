@@ -17,8 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hostile_servers import ROOT, assert_ran_cleanly, offline_profile, run_suite, write_targets
+from hostile_servers import ROOT, HostileServer, assert_ran_cleanly, offline_profile, run_suite, write_targets
 
+from observe import secrets
 from observe.frontend import Frontend
 from observe.logs import Logs
 from observe.profile import resolve
@@ -145,3 +146,35 @@ def test_a_targets_file_that_is_not_a_file_is_exit_4_with_one_line(tmp_path, kin
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 4
     assert errors == [f"ERROR: {targets} is a {KINDS[kind]}, not a regular file, expected a TOML targets file"]
+
+
+def test_a_password_in_a_url_appears_in_no_output_and_no_report(tmp_path):
+    password = "url-pass-0123456789"
+    with HostileServer("answer", status=500, body=b'{"detail": "boom"}') as server:
+        url = server.url.replace("http://", f"http://operator:{password}@")
+        values = offline_profile(tmp_path, url, workfossa_url=url.replace(password, "w0rkf0ssa-" + password))
+        targets = write_targets(tmp_path / "t.toml", "t", values)
+        reports = tmp_path / "reports"
+        run = run_suite(targets, "t", "-m", "p1", f"--report-dir={reports}", opts=PLUGINS_ON[:-1])
+    assert_ran_cleanly(run)
+    assert "http://[REDACTED]@127.0.0.1" in run.output, run.output[-3000:]
+    written = [reports / "latest.json", reports / "latest.html", tmp_path / "t.junit.xml"]
+    for text in [run.output, *(path.read_text() for path in written)]:
+        assert password not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("GET http://ops:pa55word@h:8000/health -> 500", "GET http://[REDACTED]@h:8000/health -> 500"),
+        ("https://ghp_token123@git.example/x", "https://[REDACTED]@git.example/x"),
+        (
+            "http://h/cb?token=abc&user_id=7&api_key=zz#top",
+            "http://h/cb?token=[REDACTED]&user_id=7&api_key=[REDACTED]#top",
+        ),
+        ("https://h/hook?sig=0123&x=1", "https://h/hook?sig=[REDACTED]&x=1"),
+        ("http://h/path@not-user-info", "http://h/path@not-user-info"),
+    ],
+)
+def test_credentials_in_urls_are_masked_by_their_form(text, shown):
+    assert secrets.redact(text) == shown
