@@ -297,10 +297,10 @@ def run_suite(
         stdin=subprocess.DEVNULL,
     )
     elapsed = time.monotonic() - start
-    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, elapsed, _junit_cases(junit))
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, elapsed, junit_cases(junit))
 
 
-def _junit_cases(path: Path) -> dict[str, tuple[str, str]]:
+def junit_cases(path: Path) -> dict[str, tuple[str, str]]:
     if not path.exists():
         return {}
     cases = {}
