@@ -131,7 +131,8 @@ class HostileServer:
 
     def _serve_drip(self, sock: socket.socket, head: bytes) -> None:
         # No Content-Length, no chunking: the body ends when the connection does, which is never.
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{")
+        status = f"HTTP/1.1 {self.status} X\r\n".encode()
+        sock.sendall(status + b"Content-Type: application/json\r\nConnection: close\r\n\r\n{")
         self._drip(sock, lambda: b" ")
 
     def _serve_chunked_drip(self, sock: socket.socket, head: bytes) -> None:
