@@ -505,3 +505,16 @@ def foreign_key_orphans(path: Path | str) -> dict[str, int] | None:
             return out
     except sqlite3.Error:
         return None
+
+
+def user_id(path: Path | str, login: str, timeout: float = 5.0) -> str | None:
+    """The id of the user whose email or username is ``login`` in the users table, read without a trace; None when
+    there is none. Raises sqlite3.Error when the database cannot be read."""
+    with closing(connect_ro(path, timeout)) as conn:
+        columns = {row[1] for row in conn.execute('PRAGMA table_info("users")')}
+        keys = [column for column in ("email", "username") if column in columns]
+        if "id" not in columns or not keys:
+            return None
+        where = " OR ".join(f'"{column}" = ?' for column in keys)
+        row = conn.execute(f"SELECT id FROM users WHERE {where} LIMIT 1", [login] * len(keys)).fetchone()
+        return None if row is None else str(row[0])

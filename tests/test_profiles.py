@@ -59,6 +59,11 @@ CASES = {
     "threshold above its maximum": ("[local.thresholds]\ndisk_percent = 900\n", [], "expected a value <= 100"),
     "url without a host": ("[local]\napi_url = 'localhost:8000'\n", [], "api_url: expected an http:// or https://"),
     "url with a bad port": ("[local]\napi_url = 'http://h:99999'\n", [], "api_url: not a URL (Port out of range"),
+    "wrong-password probe without consent": (
+        "[local]\nwrong_password_probe = true\n",
+        [],
+        "wrong_password_probe: FossaWork V2 forwards a login's password to WorkFossa",
+    ),
 }
 
 
