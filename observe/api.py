@@ -44,6 +44,9 @@ from observe.profile import Profile
 # Forged tokens the validate route must reject; each name is one test case.
 BAD_TOKENS = ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
 TOKEN_SECONDS = 300  # lifetime of the token the suite signs: one run's probes, with room for a slow one
+# The Origin the bad-token probes come from: a site no deployment allows, so an answer granting it with
+# credentials echoes any origin (FossaWork V2's 401 answers can).
+FOREIGN_ORIGIN = "https://foreign-origin.invalid"
 WRITES = (
     "writes on FossaWork V2: the user's last-used time and its WorkFossa credentials, re-encrypted; in production "
     "it signs in to WorkFossa"
@@ -219,7 +222,7 @@ class Api:
 
     def _send_bad_token(self, kind: str) -> Answer:
         token = forge_token(kind, self.jwt_secret, self._claims(self._test_user[0]))
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        headers = {"Origin": FOREIGN_ORIGIN} | ({} if token is None else {"Authorization": f"Bearer {token}"})
         return self._send(f"validate_{kind}", "GET", self.url("validate"), headers=headers)
 
     # -- what checks read --------------------------------------------------
