@@ -160,7 +160,7 @@ class Database:
                 raise DatabaseUnavailable(f"cannot open {self.path} read-only: {exc}") from None
         return self._conn
 
-    def query(self, sql: str, budget: float | None = None) -> list[tuple]:
+    def query(self, sql: str, budget: float | None = None, params: tuple = ()) -> list[tuple]:
         """Rows of one read-only statement; BudgetExceeded past ``budget`` seconds, DatabaseUnavailable on error.
 
         Once a query has waited the lock timeout in vain, later ones fail at once with that observation: a locked
@@ -170,12 +170,12 @@ class Database:
         most twice its budget.
         """
         try:
-            rows = self._execute(sql, budget)
+            rows = self._execute(sql, budget, params)
         except DatabaseUnavailable:
             if not self._stale():
                 raise
-            return self._execute(sql, budget)
-        return self._execute(sql, budget) if self._stale() else rows
+            return self._execute(sql, budget, params)
+        return self._execute(sql, budget, params) if self._stale() else rows
 
     def _stale(self) -> bool:
         """Close an immutable snapshot whose file changed meanwhile; True when the statement must run again."""
@@ -184,7 +184,7 @@ class Database:
         self.close()
         return True
 
-    def _execute(self, sql: str, budget: float | None) -> list[tuple]:
+    def _execute(self, sql: str, budget: float | None, params: tuple) -> list[tuple]:
         if self._locked is not None:
             raise DatabaseLocked(f"{self._locked} (not queried again)")
         conn = self.connect()
@@ -197,7 +197,7 @@ class Database:
             watchdog.daemon = True
             watchdog.start()
         try:
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if watchdog is not None and "interrupt" in str(exc):  # only the watchdog interrupts it
                 raise BudgetExceeded(f"{sql!r} did not finish within its {budget:g} s budget") from None
@@ -214,6 +214,16 @@ class Database:
 
     def tables(self) -> list[str]:
         return [row[0] for row in self.query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+
+    def stored_credentials(self, table: str, excluding_user: str | None = None) -> int:
+        """Rows of the credentials table (0 when it is missing), not counting ``excluding_user``'s when the table
+        has a user_id column: the row a login probe writes for its own user is no evidence of stored credentials."""
+        if table not in self.tables():
+            return 0
+        columns = {row[1] for row in self.query(f'PRAGMA table_info("{table}")')}
+        if excluding_user is not None and "user_id" in columns:
+            return self.query(f'SELECT COUNT(*) FROM "{table}" WHERE user_id IS NOT ?', params=(excluding_user,))[0][0]
+        return self.query(f'SELECT COUNT(*) FROM "{table}"')[0][0]
 
     def scan(self, pragma: str, budget: float) -> Scan:
         """Run ``PRAGMA <pragma>`` within ``budget`` seconds."""
