@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ import requests
 from cryptography.fernet import Fernet
 from hostile_servers import assert_ran_cleanly, offline_profile, run_suite, write_targets
 
-from sandbox import Sandbox
+from observe.db import connect_ro
+from sandbox import Sandbox, seed
 from sandbox.seed import random_secret
 
 TESTS = Path(__file__).resolve().parent
@@ -268,3 +270,59 @@ def test_the_default_probes_fail_exactly_the_checks_of_each_auth_fault(sandbox, 
         sandbox.clear(fault)
     assert_ran_cleanly(run)
     assert failed(run) == DEFAULT_MATRIX[fault], run.output[-3000:]
+
+
+# -- the v2 sandbox: FossaWork V2's own login, database and WorkFossa stand-in ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_sandbox():
+    """A live sandbox in FossaWork V2's layout, stopped (by pid, in Sandbox.stop) after the module."""
+    box = Sandbox(layout="v2").start()
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+def v2_rows(box: Sandbox) -> dict[str, dict[str, tuple]]:
+    """Every user's row and stored credentials, read without a trace (observe.db.connect_ro)."""
+    with closing(connect_ro(box.paths["db"])) as conn:
+        users = {row[0]: row for row in conn.execute("SELECT * FROM users ORDER BY id")}
+        stored = {row[1]: row for row in conn.execute("SELECT * FROM user_credentials ORDER BY user_id")}
+    return {"users": users, "user_credentials": stored}
+
+
+def v2_run(box: Sandbox, tmp_path: Path, env: dict):
+    run = run_suite(box.write_targets(tmp_path / "targets.toml"), "live", "-m", "auth or backend", env=env)
+    assert_ran_cleanly(run)
+    return run
+
+
+def test_the_default_probes_leave_every_v2_row_and_workfossa_untouched(v2_sandbox, tmp_path):
+    rows, logins = v2_rows(v2_sandbox), v2_sandbox.workfossa_logins()
+    run = v2_run(v2_sandbox, tmp_path, DEFAULTS)
+    assert {n: o for n, (o, _) in run.cases.items() if o == "failed"} == {}, run.output[-3000:]
+    assert v2_rows(v2_sandbox) == rows
+    assert v2_sandbox.workfossa_logins() == logins  # not one login reached WorkFossa
+
+
+def test_the_v2_login_probe_changes_only_the_test_users_rows(v2_sandbox, tmp_path):
+    user = seed.user_id_for(TEST_USER)
+    before, logins = v2_rows(v2_sandbox), v2_sandbox.workfossa_logins()
+    run = v2_run(v2_sandbox, tmp_path, {**DEFAULTS, "FOSSAWORK_LOGIN_PROBE": "true"})
+    assert run.outcome("test_login_with_test_user_succeeds") == "passed", run.output[-3000:]
+    after = v2_rows(v2_sandbox)
+    for table in ("users", "user_credentials"):
+        others = set(before[table]) - {user}
+        assert others, f"no other user in {table}: the case proves nothing"
+        assert {k: after[table][k] for k in others} == {k: before[table][k] for k in others}
+        assert after[table][user] != before[table][user]  # last used now; the same credentials, re-encrypted
+    assert v2_sandbox.workfossa_logins() == {**logins, "succeeded": logins["succeeded"] + 1}
+
+
+def test_only_the_wrong_password_probe_costs_a_failed_workfossa_login(v2_sandbox, tmp_path):
+    logins = v2_sandbox.workfossa_logins()
+    run = v2_run(v2_sandbox, tmp_path, ALL_ON)
+    assert run.outcome("test_login_rejects_wrong_password") == "passed", run.output[-3000:]
+    assert v2_sandbox.workfossa_logins() == {"succeeded": logins["succeeded"] + 1, "failed": logins["failed"] + 1}
