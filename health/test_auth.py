@@ -3,7 +3,7 @@
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
-from observe.api import BAD_TOKENS
+from observe.api import BAD_TOKENS, FOREIGN_ORIGIN, LOGIN_OFF, WRONG_PASSWORD_OFF
 from observe.db import DatabaseUnavailable
 from observe.files import credential_store, exposed_secret_files
 
@@ -47,15 +47,20 @@ def _reachable(api):
 def test_auth_route_exists(api, route):
     """Auth endpoint not accessible.
 
-    Differs from the runbook: probed with a real request and the test user's token (FossaWork V2 answers 401 to
-    unknown routes without a token, so OPTIONS or a tokenless call cannot tell a missing route).
+    Differs from the runbook: asked with requests that change nothing and carry a valid token (FossaWork V2 answers
+    401 to unknown routes without one): login with an empty body, which the framework refuses (422) before any
+    handler runs; validate with the token; logout with GET, which its router refuses (405) without running it, or,
+    with login_probe, by logging out the probe's own login.
     """
     if route != "login":
-        depends_on(api.login().token, "no token to tell 401 from 404 (reported by test_login_with_test_user_succeeds)")
-    answer = api.answer({"login": "login_wrong", "validate": "validate_valid", "logout": "logout"}[route])
+        bearer = api.bearer()
+        depends_on(bearer.token, f"no token to tell 401 from 404: {bearer.problem}")
+    probe = api.route_probe(route)
+    answer = api.answer(probe.answer)
+    missing = "/".join(map(str, probe.missing))
     expect(
-        answer.status is not None and answer.status not in (404, 405) and answer.status < 500,
-        f"observed {answer.describe()}, expected the route to exist (not 404/405/5xx)",
+        answer.status is not None and answer.status not in probe.missing and answer.status < 500,
+        f"observed {answer.describe()}, expected the route to exist (not {missing}/5xx)",
     )
 
 
@@ -64,7 +69,8 @@ def test_auth_route_exists(api, route):
 def test_jwt_secret_is_at_least_32_characters(target):
     """JWT SECRET_KEY not configured, or too short (should be at least 32 characters)."""
     secret = target.secret("jwt_secret_env")
-    where = f"{target.jwt_secret_env} (environment" + (f" or {target.env_file})" if target.env_file else ")")
+    unread = target.env_file_problem()
+    where = f"{target.jwt_secret_env} (environment" + (f" or {unread or target.env_file})" if target.env_file else ")")
     expect(
         secret and len(secret) >= 32,
         f"observed {where} " + ("unset" if not secret else f"of {len(secret)} characters") + ", expected >= 32",
@@ -88,9 +94,11 @@ def test_jwt_secret_is_not_a_known_default(target):
 def test_login_with_test_user_succeeds(api):
     """Login failures: login endpoint returning server error or not found.
 
-    Differs from the runbook: logs in as the profile's test user, whose password comes from the environment, and
-    expects 200 (a 401 there means the credentials are wrong, which the engineer must know too).
+    Differs from the runbook: only with login_probe, since a login writes (see README); logs in as the profile's
+    test user, whose password comes from the environment, and expects 200 (a 401 there means the credentials are
+    wrong, which the engineer must know too).
     """
+    depends_on(api.profile.login_probe, LOGIN_OFF)
     login = api.login()
     expect(
         login.token,
@@ -102,7 +110,11 @@ def test_login_with_test_user_succeeds(api):
 @pytest.mark.p1
 @fix("escalate")
 def test_login_rejects_wrong_password(api):
-    """Security breach: login answers 200 to a wrong password."""
+    """Security breach: login answers 200 to a wrong password.
+
+    Differs from the runbook: only with wrong_password_probe, since FossaWork V2 forwards the password to WorkFossa.
+    """
+    depends_on(api.profile.wrong_password_probe, WRONG_PASSWORD_OFF)
     _reachable(api)
     answer = api.answer("login_wrong")
     # Only acceptance is a breach here; a 5xx or 404 is reported by test_auth_route_exists[login].
@@ -115,10 +127,15 @@ def test_login_rejects_wrong_password(api):
 @pytest.mark.p1
 @fix("fix-backend-issues", "api_errors")
 def test_token_from_login_validates(api):
-    """Token validation errors: a fresh token from login is not accepted."""
-    depends_on(api.login().token, "no token (reported by test_login_with_test_user_succeeds)")
+    """Token validation errors: a fresh token from login is not accepted.
+
+    Differs from the runbook: without login_probe the token is one the suite signs with the backend's JWT secret
+    for the test user, as login would issue it (token_subject says what its 'sub' holds).
+    """
+    bearer = api.bearer()
+    depends_on(bearer.token, bearer.problem)
     answer = api.answer("validate_valid")
-    expect(answer.status == 200, f"observed {answer.describe()} with a fresh token, expected 200")
+    expect(answer.status == 200, f"observed {answer.describe()} with {bearer.origin}, expected 200")
 
 
 @pytest.mark.p1
@@ -139,22 +156,34 @@ def test_validate_rejects_bad_token(api, kind):
 @pytest.mark.p2
 @fix("escalate")
 def test_api_does_not_allow_any_origin_with_credentials(api):
-    """Security: the API answers Access-Control-Allow-Origin: * together with credentials."""
+    """Security: the API answers Access-Control-Allow-Origin: * together with credentials.
+
+    Differs from the runbook: also when it echoes a foreign Origin with credentials, as FossaWork V2's 401 answers
+    can (the bad-token probes come from one).
+    """
     _reachable(api)
-    answers = [api.answer(name) for name in ("health", "login_wrong", "validate_valid")]
+    names = ("health", "login_route", "validate_valid", *(f"validate_{kind}" for kind in BAD_TOKENS))
     bad = [
         a
-        for a in answers
-        if a.headers.get("access-control-allow-origin") == "*"
+        for a in map(api.answer, names)
+        if a.headers.get("access-control-allow-origin") in ("*", FOREIGN_ORIGIN)
         and a.headers.get("access-control-allow-credentials", "").lower() == "true"
     ]
-    expect(not bad, f"observed {'; '.join(a.describe() for a in bad)} with ACAO '*' and credentials, expected neither")
+    expect(
+        not bad,
+        f"observed {'; '.join(a.describe() for a in bad)} allowing "
+        + ", ".join(sorted({a.headers["access-control-allow-origin"] for a in bad}))
+        + " with credentials, expected neither '*' nor an origin echoed",
+    )
 
 
 @pytest.mark.p2
 @fix("fix-automation-issues", "credential_issues")
-def test_credential_store_holds_credentials(on_host, db):
-    """Credentials directory not found, not readable or writable, or no credential files found."""
+def test_credential_store_holds_credentials(on_host, db, api):
+    """Credentials directory not found, not readable or writable, or no credential files found.
+
+    Differs from the runbook: with login_probe, the test user's own row, which that login writes, does not count.
+    """
     if on_host.credentials_dir:
         store = credential_store(on_host.credentials_dir)
         expect(
@@ -164,10 +193,11 @@ def test_credential_store_holds_credentials(on_host, db):
     else:
         table = on_host.credentials_table
         depends_on(table, "the profile names no credential store (credentials_dir and credentials_table empty)")
+        own = api.login().user_id if on_host.login_probe and api.login() else None
         with observing(blocked=(DatabaseUnavailable,)):  # an unreadable database is reported by its own checks
-            tables = db.tables()
-            rows = db.query(f'SELECT COUNT(*) FROM "{table}"')[0][0] if table in tables else 0
-        expect(rows > 0, f"observed {rows} rows in table {table!r} of {db.path}, expected stored credentials")
+            rows = db.stored_credentials(table, excluding_user=own)
+        besides = f" besides {on_host.test_user!r}'s (written by login_probe)" if own else ""
+        expect(rows > 0, f"observed {rows} rows{besides} in table {table!r} of {db.path}, expected stored credentials")
 
 
 @pytest.mark.p1

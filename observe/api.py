@@ -5,6 +5,22 @@ The runbook probes endpoints one by one with 5 s timeouts, so a hung API costs
 concurrently on one pooled session; the checks then assert on the stored
 answers. Once the API has timed out, the probes that depend on it are not
 sent again: a hung target costs one read timeout, not one per check.
+
+By default no probe can change the target. FossaWork V2's login writes (the
+user's last-used time, its WorkFossa credentials re-encrypted into
+user_credentials) and in production signs in to WorkFossa with them, so auth
+is checked without logging in: the suite signs a short-lived token for the
+test user with the backend's JWT secret, which it reads anyway; the protected
+routes must accept it and refuse the bad-token family. The login route is
+shown to exist by a request that cannot log anyone in (an empty body, refused
+with 422 before any handler runs), the logout route by GET, which its router
+refuses with 405 without running it.
+
+A real login (``login_probe``) and a wrong password (``wrong_password_probe``)
+are opt-ins. The probes that may write run one after another in one thread
+while the read-only ones run beside them: the wrong password first, so that a
+backend accepting any password stores the right one last; the login's session
+is logged out at the end.
 """
 
 from __future__ import annotations
@@ -14,27 +30,60 @@ import hashlib
 import hmac
 import json
 import secrets as random_secrets
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from observe import secrets
+from observe.db import user_id as stored_user_id
 from observe.http import Answer, Http
 from observe.profile import Profile
 
 # Forged tokens the validate route must reject; each name is one test case.
 BAD_TOKENS = ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
+TOKEN_SECONDS = 300  # lifetime of the token the suite signs: one run's probes, with room for a slow one
+# The Origin the bad-token probes come from: a site no deployment allows, so an answer granting it with
+# credentials echoes any origin (FossaWork V2's 401 answers can).
+FOREIGN_ORIGIN = "https://foreign-origin.invalid"
+WRITES = (
+    "writes on FossaWork V2: the user's last-used time and its WorkFossa credentials, re-encrypted; in production "
+    "it signs in to WorkFossa"
+)
+LOGIN_OFF = f"not probed: login_probe is off (a login {WRITES}); opt in for a synthetic test user"
+WRONG_PASSWORD_OFF = (
+    "not probed: wrong_password_probe is off (FossaWork V2 forwards the password to WorkFossa: a failed login of a "
+    "real account)"
+)
 
 
 @dataclass
 class Login:
-    """The outcome of logging in as the profile's test user."""
+    """The outcome of logging in as the profile's test user (login_probe)."""
 
     answer: Answer
     token: str | None
     user_id: str | None
     problem: str | None  # why there is no token, in one line
+
+
+@dataclass
+class Bearer:
+    """The token the protected probes carry: the login probe's, or one the suite signs with the JWT secret."""
+
+    token: str | None
+    user_id: str | None
+    origin: str  # what the evidence says about where the token came from
+    problem: str | None  # why there is no token, in one line
+
+
+@dataclass(frozen=True)
+class RouteProbe:
+    """How a route's existence is asked: the stored answer to read and the statuses that mean 'no such route'."""
+
+    answer: str
+    missing: tuple[int, ...]
 
 
 class Api:
@@ -50,12 +99,14 @@ class Api:
         secrets.register(self.jwt_secret)
         self._answers: dict[str, Answer] = {}
         self._login: Login | None = None
+        self._bearer: Bearer | None = None
+        self._test_user: tuple[str | None, str | None] = (None, None)  # (id, why unknown), found when gathering
         self._lock = threading.Lock()
         self._gathered = False
 
     # -- probing ---------------------------------------------------------
     def url(self, endpoint: str, user_id: str | None = None) -> str:
-        """Full URL of an endpoint key; {user_id} is filled from the login answer."""
+        """Full URL of an endpoint key; {user_id} is filled from the token's user."""
         path = getattr(self.profile.endpoints, endpoint)
         if "{user_id}" in path:
             path = path.replace("{user_id}", user_id or "")
@@ -75,16 +126,56 @@ class Api:
         self._answers[name] = answer
         return answer
 
-    def _login_as(self, password: str) -> Answer:
-        body = {"username": self.profile.test_user, "password": password}
-        return self.http.request("POST", self.url("login"), json=body)
+    def gather(self) -> None:
+        """Send every probe once: the read-only ones concurrently, beside them the writing ones (opt-in) one after
+        another, then those that need a token, then the logout of the probe's login."""
+        with self._lock:
+            if self._gathered:
+                return
+            self._gathered = True
+            self._test_user = self._test_user_id()
+            signed = self._signed()
+            # Every route probe carries the valid token: FossaWork V2 answers 401 to unknown routes without one.
+            headers = _authorization(signed)
+            first = {
+                "health": lambda: self._send("health", "GET", self.url("health")),
+                # No username, no password: the framework refuses it (422) before the handler could log anyone in.
+                "login_route": lambda: self._send("login_route", "POST", self.url("login"), json={}, headers=headers),
+                **{f"validate_{kind}": (lambda kind=kind: self._send_bad_token(kind)) for kind in BAD_TOKENS},
+            }
+            with ThreadPoolExecutor(max_workers=len(first) + 1) as pool:
+                futures = [pool.submit(probe) for probe in first.values()]
+                self._login = pool.submit(self._writing_probes).result()
+                for future in futures:
+                    future.result()
+            bearer = self._bearer = signed if self._login is None else _from_login(self._login)
+            headers = _authorization(bearer)
+            second = {
+                "work_orders": ("GET", self.url("work_orders", bearer.user_id)),
+                "dispensers": ("GET", self.url("dispensers", bearer.user_id)),
+                "validate_valid": ("GET", self.url("validate")),
+            }
+            if self._login is None:
+                second["logout_route"] = ("GET", self.url("logout"))  # 405 from the router; the handler never runs
+            with ThreadPoolExecutor(max_workers=len(second)) as pool:
+                for future in [pool.submit(self._send, n, m, u, headers=headers) for n, (m, u) in second.items()]:
+                    future.result()
+            if self._login is not None and self._login.token:
+                self._send("logout", "POST", self.url("logout"), headers=headers)  # ends the probe's own session
 
-    def _do_login(self) -> Login:
+    def _writing_probes(self) -> Login | None:
+        """The opt-in probes that may write, one after another: the wrong password, then the test user's login."""
+        if self.profile.wrong_password_probe:
+            wrong = "wrong-" + random_secrets.token_hex(8)
+            body = {"username": self.profile.test_user, "password": wrong}
+            self._send("login_wrong", "POST", self.url("login"), json=body)
+        if not self.profile.login_probe:
+            return None
         if not self.password:
             answer = Answer("POST", self.url("login"), error="not attempted")
             return Login(answer, None, None, f"no password: set {self.profile.password_env} or env_file")
-        answer = self._login_as(self.password)
-        self._answers["login"] = answer
+        body = {"username": self.profile.test_user, "password": self.password}
+        answer = self._send("login", "POST", self.url("login"), json=body)
         if answer.status != 200:
             return Login(answer, None, None, f"login answered {answer.error or answer.status}")
         data, problem = answer.json()
@@ -95,45 +186,43 @@ class Api:
         user_id = data.get("user_id")
         return Login(answer, token, None if user_id is None else str(user_id), None)
 
-    def gather(self) -> None:
-        """Send every probe once: tokenless ones concurrently, then those that need the login token."""
-        with self._lock:
-            if self._gathered:
-                return
-            self._gathered = True
-            first = {
-                "health": lambda: self._send("health", "GET", self.url("health")),
-                "login": self._do_login,
-                "login_wrong": lambda: self._send_wrong_login(),
-                **{f"validate_{kind}": (lambda kind=kind: self._send_bad_token(kind)) for kind in BAD_TOKENS},
-            }
-            with ThreadPoolExecutor(max_workers=len(first)) as pool:
-                futures = {name: pool.submit(fn) for name, fn in first.items()}
-                self._login = futures["login"].result()
-                for future in futures.values():
-                    future.result()
-            login = self._login
-            auth = {"Authorization": f"Bearer {login.token}"} if login.token else {}
-            second = {
-                "work_orders": ("GET", self.url("work_orders", login.user_id)),
-                "dispensers": ("GET", self.url("dispensers", login.user_id)),
-                "validate_valid": ("GET", self.url("validate")),
-                "logout": ("POST", self.url("logout")),
-            }
-            with ThreadPoolExecutor(max_workers=len(second)) as pool:
-                for future in [pool.submit(self._send, n, m, u, headers=auth) for n, (m, u) in second.items()]:
-                    future.result()
+    def _signed(self) -> Bearer:
+        """A valid token for the test user, signed with the backend's JWT secret (nothing is sent for it)."""
+        var, profile = self.profile.jwt_secret_env, self.profile
+        origin = f"a token signed with {var} for {profile.test_user!r} (token_subject = {profile.token_subject})"
+        user_id, unknown = self._test_user
+        if not self.jwt_secret:
+            return Bearer(None, user_id, origin, f"no token: {var} is unset (environment or env_file)")
+        if self.profile.token_subject == "user_id" and user_id is None:
+            return Bearer(None, None, origin, f"no token: token_subject is user_id and {unknown}")
+        token = _sign(self._claims(user_id), self.jwt_secret)
+        secrets.register(token)
+        return Bearer(token, user_id, origin, None if user_id else unknown)
 
-    def _send_wrong_login(self) -> Answer:
-        wrong = "wrong-" + random_secrets.token_hex(8)
-        answer = self._send(
-            "login_wrong", "POST", self.url("login"), json={"username": self.profile.test_user, "password": wrong}
-        )
-        return answer
+    def _claims(self, user_id: str | None) -> dict:
+        """The claims of a valid token for the test user: 'sub' as the backend's own tokens carry it, and user_id."""
+        now = int(time.time())
+        subject = user_id if self.profile.token_subject == "user_id" else self.profile.test_user
+        claims = {"sub": subject, "iat": now, "exp": now + TOKEN_SECONDS}
+        return {**claims, "user_id": user_id} if user_id else claims
+
+    def _test_user_id(self) -> tuple[str | None, str | None]:
+        """(the test user's id, None) from the profile or, read-only, the database; else (None, why not)."""
+        if self.profile.test_user_id:
+            return self.profile.test_user_id, None
+        if self.profile.host != "local":
+            return None, "test_user_id is empty (host = 'remote': no database to read it from)"
+        try:
+            found = stored_user_id(self.profile.db_path, self.profile.test_user, self.profile.timeouts.lock)
+        except sqlite3.Error as exc:
+            return None, f"test_user_id is empty and {self.profile.db_path} could not be read ({exc})"
+        if found is None:
+            return None, f"test_user_id is empty and {self.profile.db_path} has no user {self.profile.test_user!r}"
+        return found, None
 
     def _send_bad_token(self, kind: str) -> Answer:
-        token = forge_token(kind, self.jwt_secret, self.profile.test_user)
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        token = forge_token(kind, self.jwt_secret, self._claims(self._test_user[0]))
+        headers = {"Origin": FOREIGN_ORIGIN} | ({} if token is None else {"Authorization": f"Bearer {token}"})
         return self._send(f"validate_{kind}", "GET", self.url("validate"), headers=headers)
 
     # -- what checks read --------------------------------------------------
@@ -142,9 +231,32 @@ class Api:
         self.gather()
         return self._answers[name]
 
-    def login(self) -> Login:
+    def login(self) -> Login | None:
+        """The login probe's outcome; None when login_probe is off."""
         self.gather()
         return self._login
+
+    def bearer(self) -> Bearer:
+        """The token the protected probes carried (the login's with login_probe, else a signed one)."""
+        self.gather()
+        return self._bearer
+
+    def route_probe(self, route: str) -> RouteProbe:
+        """How the existence of the login, validate or logout route was asked."""
+        if route == "logout" and self.profile.login_probe:
+            return RouteProbe("logout", (404, 405))
+        if route == "logout":
+            return RouteProbe("logout_route", (404,))  # asked with GET: 405 says the POST route is there
+        return RouteProbe({"login": "login_route", "validate": "validate_valid"}[route], (404, 405))
+
+    def unprobed(self, endpoint: str) -> str | None:
+        """Why a protected endpoint's answer says nothing about it (no token, no user id for its route), or None."""
+        bearer = self.bearer()
+        if not bearer.token:
+            return bearer.problem
+        if "{user_id}" in getattr(self.profile.endpoints, endpoint) and not bearer.user_id:
+            return f"no user id for {{user_id}} in its route: {bearer.problem}"
+        return None
 
     def latency_samples(self, count: int) -> list[Answer]:
         """``count`` sequential GETs of the health route, after the gathered probes (warm connection)."""
@@ -155,17 +267,28 @@ class Api:
         self.http.close()
 
 
+def _authorization(bearer: Bearer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {bearer.token}"} if bearer.token else {}
+
+
+def _from_login(login: Login) -> Bearer:
+    problem = None if login.token else "no token from login (reported by test_login_with_test_user_succeeds)"
+    return Bearer(login.token, login.user_id, "a fresh token from login", problem)
+
+
 def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def forge_token(kind: str, jwt_secret: str | None, subject: str) -> str | None:
-    """A token the backend must reject: missing (None), malformed, expired, wrongly signed, alg none, or HS/RS
-    confusion."""
+def _sign(claims: dict, key: str) -> str:
     import jwt  # PyJWT; imported here so that runs without auth checks never pay for it
 
-    now = int(time.time())
-    claims = {"sub": subject, "iat": now, "exp": now + 600}
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def forge_token(kind: str, jwt_secret: str | None, claims: dict) -> str | None:
+    """A token the backend must reject, with the claims of a valid one: missing (None), malformed, expired, wrongly
+    signed, alg none, or HS/RS confusion."""
     if kind == "missing":
         return None
     if kind == "malformed":
@@ -180,9 +303,9 @@ def forge_token(kind: str, jwt_secret: str | None, subject: str) -> str | None:
         signature = base64.urlsafe_b64encode(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())
         return signing_input + "." + signature.rstrip(b"=").decode()
     if kind == "wrong_signature":
-        return jwt.encode(claims, random_secrets.token_urlsafe(48), algorithm="HS256")
+        return _sign(claims, random_secrets.token_urlsafe(48))
     if kind == "expired":
         # Signed with the real secret when it is known, so only the expiry can make the backend reject it.
-        key = jwt_secret or random_secrets.token_urlsafe(48)
-        return jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, key, algorithm="HS256")
+        now = int(time.time())
+        return _sign({**claims, "iat": now - 7200, "exp": now - 3600}, jwt_secret or random_secrets.token_urlsafe(48))
     raise ValueError(kind)

@@ -1,12 +1,15 @@
 """The SQLite database, observed read-only and within budgets.
 
-The file is opened through a ``file:...?mode=ro`` URI, so no check can create
-a missing database (the runbook's ``sqlite3.connect`` does), write to it, or
-take a write lock. Long scans (quick_check, integrity_check,
-foreign_key_check) run under a time budget enforced by interrupting SQLite
-when it passes; running out of budget is reported as such, never as a pass. Lock
-detection asks the kernel who holds SQLite's lock bytes (``F_GETLK``) instead
-of taking the write lock itself.
+The file is opened read-only (:func:`connect_ro`), so no check can create a
+missing database (the runbook's ``sqlite3.connect`` does), write to it, or take
+a write lock; and it is opened so that nothing beside it is created, changed or
+removed either, in any journal mode (see :func:`read_only_uri`). Long scans
+(quick_check, integrity_check, foreign_key_check) run under a time budget
+enforced by interrupting SQLite when it passes; running out of budget is
+reported as such, never as a pass. Lock detection asks the kernel who holds
+SQLite's lock bytes (``F_GETLK``) instead of taking the write lock itself. A
+database path (or a -wal / -shm beside it) that is a FIFO, socket or device
+is refused at once: SQLite would block opening it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from observe.files import NotARegularFile, kind, open_regular, read_head, sidecars, why
 from observe.profile import Profile
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -34,6 +38,7 @@ RESERVED_BYTE = PENDING_BYTE + 1
 SHARED_FIRST = PENDING_BYTE + 2
 SHARED_SIZE = 510
 WAL_WRITE_LOCK = 120  # byte of the -shm file a WAL writer locks
+WAL_FORMAT = 2  # header bytes 18 and 19 (file format write / read version): 1 rollback journal, 2 WAL
 _FLOCK = "hh4xqqi4x"  # struct flock on Linux x86_64 / aarch64
 
 
@@ -128,20 +133,20 @@ class Database:
         st = self.file()
         if st is None:
             return "missing"
-        return f"mode {stat.filemode(st.st_mode)} ({oct(st.st_mode & 0o777)}), owner uid {st.st_uid}"
+        what = "" if stat.S_ISREG(st.st_mode) else f"a {kind(st.st_mode)}, "
+        return f"{what}mode {stat.filemode(st.st_mode)} ({oct(st.st_mode & 0o777)}), owner uid {st.st_uid}"
 
     def header(self) -> bytes:
         """The first 16 bytes of the file ('' for an empty file); DatabaseUnavailable if unreadable."""
         try:
-            with open(self.path, "rb") as handle:
-                return handle.read(16)
-        except IsADirectoryError:
-            raise DatabaseUnavailable(f"{self.path} is a directory, not a database file") from None
+            return read_head(self.path, 16)
+        except NotARegularFile as exc:
+            raise DatabaseUnavailable(f"{exc}, not a database file") from None
         except OSError as exc:
-            raise DatabaseUnavailable(f"cannot read {self.path}: {exc.strerror}") from None
+            raise DatabaseUnavailable(f"cannot read {why(exc)}") from None
 
     # -- queries -------------------------------------------------------------
-    def connect(self) -> sqlite3.Connection:
+    def connect(self) -> ReadOnlyConnection:
         """The read-only connection (opened once); DatabaseUnavailable names why it cannot be opened."""
         if self._conn is None:
             if self.file() is None:
@@ -149,15 +154,37 @@ class Database:
             try:
                 self._conn = connect_ro(self.path, self.lock_timeout)
             except sqlite3.Error as exc:
+                if "locked" in str(exc):
+                    self._locked = f"{self.path}: {exc}"
+                    raise DatabaseLocked(self._locked) from None
                 raise DatabaseUnavailable(f"cannot open {self.path} read-only: {exc}") from None
         return self._conn
 
-    def query(self, sql: str, budget: float | None = None) -> list[tuple]:
+    def query(self, sql: str, budget: float | None = None, params: tuple = ()) -> list[tuple]:
         """Rows of one read-only statement; BudgetExceeded past ``budget`` seconds, DatabaseUnavailable on error.
 
         Once a query has waited the lock timeout in vain, later ones fail at once with that observation: a locked
-        database costs one lock timeout per run, not one per check.
+        database costs one lock timeout per run, not one per check. A snapshot read without locks (immutable, see
+        :func:`read_only_uri`) whose file changed meanwhile, because the application opened and checkpointed it,
+        may mix two versions of a page: the statement then runs once more on a fresh connection, so it costs at
+        most twice its budget.
         """
+        try:
+            rows = self._execute(sql, budget, params)
+        except DatabaseUnavailable:
+            if not self._stale():
+                raise
+            return self._execute(sql, budget, params)
+        return self._execute(sql, budget, params) if self._stale() else rows
+
+    def _stale(self) -> bool:
+        """Close an immutable snapshot whose file changed meanwhile; True when the statement must run again."""
+        if self._conn is None or not self._conn.changed_underneath():
+            return False
+        self.close()
+        return True
+
+    def _execute(self, sql: str, budget: float | None, params: tuple) -> list[tuple]:
         if self._locked is not None:
             raise DatabaseLocked(f"{self._locked} (not queried again)")
         conn = self.connect()
@@ -170,7 +197,7 @@ class Database:
             watchdog.daemon = True
             watchdog.start()
         try:
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if watchdog is not None and "interrupt" in str(exc):  # only the watchdog interrupts it
                 raise BudgetExceeded(f"{sql!r} did not finish within its {budget:g} s budget") from None
@@ -187,6 +214,16 @@ class Database:
 
     def tables(self) -> list[str]:
         return [row[0] for row in self.query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+
+    def stored_credentials(self, table: str, excluding_user: str | None = None) -> int:
+        """Rows of the credentials table (0 when it is missing), not counting ``excluding_user``'s when the table
+        has a user_id column: the row a login probe writes for its own user is no evidence of stored credentials."""
+        if table not in self.tables():
+            return 0
+        columns = {row[1] for row in self.query(f'PRAGMA table_info("{table}")')}
+        if excluding_user is not None and "user_id" in columns:
+            return self.query(f'SELECT COUNT(*) FROM "{table}" WHERE user_id IS NOT ?', params=(excluding_user,))[0][0]
+        return self.query(f'SELECT COUNT(*) FROM "{table}"')[0][0]
 
     def scan(self, pragma: str, budget: float) -> Scan:
         """Run ``PRAGMA <pragma>`` within ``budget`` seconds."""
@@ -236,10 +273,10 @@ class Database:
             self._conn = None
 
 
-def _write_lock_owner(path: Path, start: int, length: int) -> int | None:
-    """Pid of a process holding a write lock that overlaps [start, start+length), via F_GETLK."""
+def _lock_on(path: Path, start: int, length: int) -> tuple[int, int] | None:
+    """(pid, F_RDLCK or F_WRLCK) of another process's lock overlapping [start, start+length), via F_GETLK."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return None
     try:
@@ -250,8 +287,14 @@ def _write_lock_owner(path: Path, start: int, length: int) -> int | None:
         return None
     finally:
         os.close(fd)
+    return None if l_type == fcntl.F_UNLCK else (pid, l_type)
+
+
+def _write_lock_owner(path: Path, start: int, length: int) -> int | None:
+    """Pid of a process holding a write lock that overlaps [start, start+length)."""
+    lock = _lock_on(path, start, length)
     # Readers take read locks (briefly on PENDING too); only a write lock marks a writer.
-    return pid if l_type == fcntl.F_WRLCK else None
+    return lock[0] if lock is not None and lock[1] == fcntl.F_WRLCK else None
 
 
 def _why(path: Path, exc: sqlite3.Error) -> str:
@@ -266,15 +309,92 @@ def _why(path: Path, exc: sqlite3.Error) -> str:
 # -- whole-file observations, for the fix actions' before/after evidence ------------------
 
 
-def connect_ro(path: Path | str, timeout: float = 5.0) -> sqlite3.Connection:
-    """A read-only connection: it cannot create the file, write to it or take a write lock."""
-    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+class ReadOnlyConnection(sqlite3.Connection):
+    """A connection of :func:`connect_ro`, which knows whether it reads a snapshot without locks."""
+
+    path: Path | None = None
+    immutable = False
+    stamp: tuple | None = None  # the file's (inode, size, mtime) when an immutable snapshot was opened
+
+    def changed_underneath(self) -> bool:
+        """Whether the file of an immutable snapshot has changed since it was opened (never for a locking one)."""
+        return self.immutable and _stamp(self.path) != self.stamp
 
 
-def sidecars(path: Path | str) -> list[Path]:
-    """The database file and the -wal, -shm and -journal files that belong with it (existing or not)."""
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_only_uri(path: Path | str) -> tuple[str, bool]:
+    """(URI, immutable) that reads ``path`` without creating, changing or removing any file beside it.
+
+    ``mode=ro`` on a WAL database creates the -shm and -wal files when they are missing (32 KiB and an empty
+    file, and a new directory mtime); ``immutable=1`` creates nothing, but takes no locks and ignores the -wal.
+    So, by the journal mode in the header and the files present:
+
+    - rollback journal (or not a database at all): ``mode=ro``, which creates nothing;
+    - WAL with its -wal and -shm: ``mode=ro&readonly_shm=1``; they exist already, a live writer coordinates
+      through them, and the -shm is not written (a plain reader would write its read marks into it);
+    - WAL without both: no connection uses the -shm (a WAL connection keeps both files open, and the last one
+      to close removes them), so only a process holding a lock on the file can be using it, which F_GETLK shows
+      without taking one: "locked" when one does (WAL in exclusive locking mode, which needs no -shm);
+    - then, a -wal holding frames without a -shm is a crash leftover: refused, since reading those frames would
+      create the -shm and reading without them would miss committed transactions;
+    - else the database was closed cleanly and nobody has it open: ``immutable=1``.
+
+    A database, -wal, -shm or -journal path that is not a regular file is refused as well: SQLite would block on a
+    FIFO. Raises sqlite3.OperationalError, so callers handle it with SQLite's own errors.
+    """
     db = Path(path)
-    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    plain = f"file:{quote(str(db))}?mode=ro"
+    found = {}
+    for side in sidecars(db):
+        try:
+            st = os.stat(side)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise sqlite3.OperationalError(why(exc)) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise sqlite3.OperationalError(f"{side} is a {kind(st.st_mode)}, not a regular file")
+        found[side.name[len(db.name) :] or "db"] = st
+    try:
+        header = read_head(db, 20) if "db" in found else b""
+    except OSError as exc:
+        raise sqlite3.OperationalError(why(exc)) from None
+    if len(header) < 20 or not header.startswith(SQLITE_HEADER) or header[18] != WAL_FORMAT:
+        return plain, False
+    if "-wal" in found and "-shm" in found:
+        # readonly_shm: a reader registers in the -shm (its read marks), which changes the file and its mtime;
+        # with the -shm mapped read-only SQLite reads a private copy of the index and checks it afterwards.
+        return plain + "&readonly_shm=1", False
+    holder = _lock_on(db, PENDING_BYTE, SHARED_FIRST + SHARED_SIZE - PENDING_BYTE)
+    if holder is not None:
+        raise sqlite3.OperationalError(
+            f"database is locked by pid {holder[0]}, which uses it without a -shm (WAL in exclusive locking mode): "
+            "reading it would create the -shm; not read"
+        )
+    if found.get("-wal") is not None and found["-wal"].st_size > 0:
+        raise sqlite3.OperationalError(
+            f"{db}-wal holds {found['-wal'].st_size} bytes but {db}-shm is missing (left by a crash): reading it "
+            "would create the -shm, reading without it would miss committed transactions; not read"
+        )
+    return f"file:{quote(str(db))}?mode=ro&immutable=1", True
+
+
+def connect_ro(path: Path | str, timeout: float = 5.0) -> ReadOnlyConnection:
+    """A read-only connection that cannot create the file, write to it, take a write lock, or create, change or
+    remove any file beside it (:func:`read_only_uri`)."""
+    uri, immutable = read_only_uri(path)
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False, factory=ReadOnlyConnection)
+    conn.path = Path(path)
+    if immutable:
+        conn.immutable, conn.stamp = True, _stamp(conn.path)
+    return conn
 
 
 def user_tables(conn: sqlite3.Connection) -> list[str]:
@@ -395,3 +515,16 @@ def foreign_key_orphans(path: Path | str) -> dict[str, int] | None:
             return out
     except sqlite3.Error:
         return None
+
+
+def user_id(path: Path | str, login: str, timeout: float = 5.0) -> str | None:
+    """The id of the user whose email or username is ``login`` in the users table, read without a trace; None when
+    there is none. Raises sqlite3.Error when the database cannot be read."""
+    with closing(connect_ro(path, timeout)) as conn:
+        columns = {row[1] for row in conn.execute('PRAGMA table_info("users")')}
+        keys = [column for column in ("email", "username") if column in columns]
+        if "id" not in columns or not keys:
+            return None
+        where = " OR ".join(f'"{column}" = ?' for column in keys)
+        row = conn.execute(f"SELECT id FROM users WHERE {where} LIMIT 1", [login] * len(keys)).fetchone()
+        return None if row is None else str(row[0])

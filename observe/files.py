@@ -1,8 +1,12 @@
 """Files of the target: bounded reads that never block, and the files holding secrets.
 
-Any path a profile names can be a FIFO, a device, a socket or a huge file. ``read_small``
-opens without blocking (``O_NONBLOCK``), refuses anything but a regular file and reads at
-most ``limit`` bytes, so no observation waits on a writer that never comes.
+Any path a profile names can be a FIFO, a device, a socket or a huge file. Every read of a
+target's file goes through :func:`open_regular`: it opens without blocking (``O_NONBLOCK``),
+refuses anything but a regular file, and so no observation waits on a writer that never comes.
+``read_small`` reads a whole small file that way, ``read_head`` the start of a big one.
+
+This module is the bottom of ``observe/``: it imports no other observe module at run time, so
+the profile (its env_file), the database and the logs can all read through it.
 """
 
 from __future__ import annotations
@@ -12,15 +16,29 @@ import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-
-from observe.db import sidecars
-from observe.profile import Profile
+from typing import Protocol
 
 SMALL_FILE_LIMIT = 1 << 20
 
 
+class SecretPaths(Protocol):
+    """Where a profile (observe.profile.Profile) keeps secrets; named structurally, since the profile module
+    reads its env_file through this one."""
+
+    db_path: str
+    env_file: str
+    credentials_dir: str
+
+
 class NotARegularFile(OSError):
     """The path is a FIFO, device, socket or directory: reading it could block or mean nothing."""
+
+
+def why(exc: OSError) -> str:
+    """One line naming the path and the cause of an OSError ('/x/.env: Permission denied')."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
 
 
 def kind(mode: int) -> str:
@@ -37,30 +55,62 @@ def kind(mode: int) -> str:
     return "regular file"
 
 
+def open_regular(path: str | os.PathLike) -> int:
+    """A read-only descriptor of the regular file at ``path``; NotARegularFile or OSError otherwise, never a wait.
+
+    The path is looked at before it is opened, so a socket is named as one (opening it fails with "No such
+    device"); the descriptor is checked again, so a FIFO put in its place meanwhile is refused too. O_NONBLOCK
+    makes opening a FIFO return at once, O_NOCTTY keeps a terminal from becoming this process's own.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotARegularFile(f"{path} is a {kind(mode)}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(f"{path} is a {kind(mode)}, not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_small(path: str | os.PathLike, limit: int = SMALL_FILE_LIMIT) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; OSError (one line) otherwise, never a wait."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = open_regular(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotARegularFile(f"{path} is a {kind(st.st_mode)}, not a regular file")
-        if st.st_size > limit:
-            raise OSError(f"{path} is {st.st_size} bytes, more than the {limit} this reads")
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise OSError(f"{path} is {size} bytes, more than the {limit} this reads")
         return os.read(fd, limit + 1)[:limit]
+    finally:
+        os.close(fd)
+
+
+def read_head(path: str | os.PathLike, size: int) -> bytes:
+    """The first ``size`` bytes of a regular file of any length (fewer if it is shorter); never a wait."""
+    fd = open_regular(path)
+    try:
+        return os.read(fd, size)
     finally:
         os.close(fd)
 
 
 def read_tail(path: str | os.PathLike, limit: int) -> tuple[bytes, os.stat_result]:
     """The last ``limit`` bytes of a regular file and its stat; OSError (one line) otherwise, never a wait."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotARegularFile(f"{path} is a {kind(st.st_mode)}, not a regular file")
         return os.pread(fd, limit, max(0, st.st_size - limit)), st
     finally:
         os.close(fd)
+
+
+def sidecars(path: str | os.PathLike) -> list[Path]:
+    """A SQLite database file and the -wal, -shm and -journal files that belong with it (existing or not)."""
+    db = Path(path)
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 @dataclass(frozen=True)
@@ -91,7 +141,7 @@ def mode_of(path: Path) -> Mode | None:
     return Mode(path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, stat.S_ISDIR(st.st_mode))
 
 
-def secret_files(profile: Profile) -> list[Path]:
+def secret_files(profile: SecretPaths) -> list[Path]:
     """Where secrets live: the database and its sidecars, the .env file, the credentials directory and its tree.
 
     One list for the check that finds exposed secrets and the fix that makes them private.
@@ -110,7 +160,7 @@ def secret_files(profile: Profile) -> list[Path]:
     return paths
 
 
-def exposed_secret_files(profile: Profile) -> list[Mode]:
+def exposed_secret_files(profile: SecretPaths) -> list[Mode]:
     """The secret files readable or writable by group or others."""
     return [m for m in map(mode_of, secret_files(profile)) if m is not None and m.exposed]
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from observe.files import read_small
+from observe.files import kind, read_small
 from observe.http import MAX_BODY, Answer, Http
 from observe.profile import Profile
 
@@ -390,13 +390,27 @@ class Frontend:
         """`npm run build` into a temporary directory, once per run."""
         return self._result("build")
 
+    def _irregular(self, name: str) -> str | None:
+        """Why the tree's ``name``, which a tool reads first, is no file to read: a FIFO there would hold the tool
+        until its timeout, a device would feed it forever. None when it is a regular file or missing (the tool
+        reports a missing one itself)."""
+        try:
+            mode = (self.dir / name).stat().st_mode
+        except OSError:
+            return None
+        return None if stat.S_ISREG(mode) else f"{self.dir / name} is a {kind(mode)}, not a regular file"
+
     def _npm_ls(self) -> Run:
+        if problem := self._irregular("package.json"):
+            return Run("npm ls --depth=0", None, "", 0.0, problem)
         return run(["npm", "ls", "--depth=0"], self.dir, self.profile.timeouts.npm_ls)
 
     def _tsc(self) -> Run:
         tsc = self.dir / "node_modules" / ".bin" / "tsc"
         if not tsc.exists():
             return Run(f"{tsc} --noEmit", None, "", 0.0, f"TypeScript is not installed ({tsc} missing)")
+        if problem := self._irregular("tsconfig.json"):
+            return Run(f"{tsc} --noEmit", None, "", 0.0, problem)
         if self._cache is None:
             return run([str(tsc), "--noEmit", "--incremental", "false"], self.dir, self.profile.timeouts.tsc)
         return self._cached("tsc", lambda: self._cache.type_check(tsc, self.dir, self.profile.timeouts.tsc))
@@ -404,6 +418,8 @@ class Frontend:
     def _build(self) -> Run:
         if shutil.which("npm") is None:
             return Run("npm run build", None, "", 0.0, "npm is not on PATH")
+        if problem := self._irregular("package.json"):
+            return Run("npm run build", None, "", 0.0, problem)
         return self._cached("build", self._build_into_temporary_directory)
 
     def _build_into_temporary_directory(self) -> Run:

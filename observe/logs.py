@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from observe.files import kind, open_regular, why
 from observe.profile import Profile
 
 BLOCK = 64 * 1024
@@ -176,8 +178,8 @@ class Logs:
     def files(self, category: str) -> tuple[list[Path], list[str]]:
         """(existing files matching the category's globs, problems such as a missing log directory)."""
         if not self.root.is_dir():
-            why = "a dangling symlink" if self.root.is_symlink() else "missing or not a directory"
-            return [], [f"log directory {self.root} is {why}"]
+            state = "a dangling symlink" if self.root.is_symlink() else "missing or not a directory"
+            return [], [f"log directory {self.root} is {state}"]
         found, problems = set(), []
         for pattern in getattr(self.profile.logs, category):
             try:
@@ -188,9 +190,17 @@ class Logs:
             for path in matches:
                 if path.suffix in (".gz", ".bz2", ".xz", ".zst"):
                     problems.append(f"skipped rotated {path.name}")
-                elif path.is_file():
+                    continue
+                try:
+                    mode = path.stat().st_mode
+                except OSError:
+                    continue  # rotated away (or a dangling symlink) between the glob and now
+                if stat.S_ISREG(mode):
                     found.add(path)
-        return sorted(found), problems
+                elif not stat.S_ISDIR(mode):
+                    # A FIFO, socket or device where a log should be: never opened (reading a FIFO waits forever).
+                    problems.append(f"skipped {path.name}: a {kind(mode)}, not a regular file")
+        return sorted(found), list(dict.fromkeys(problems))  # overlapping globs meet a file twice
 
     def oversized(self, limit: int) -> list[tuple[Path, int]]:
         """(file, size) of the logs of [logs] all larger than ``limit`` bytes."""
@@ -229,9 +239,10 @@ class Logs:
 
     def _read_file(self, path: Path, cutoff: datetime, now: datetime, tail: Tail, keep) -> None:
         try:
-            handle = open(path, "rb")
+            # Without blocking: the glob saw a regular file, but a FIFO may have taken its place since.
+            handle = os.fdopen(open_regular(path), "rb")
         except OSError as exc:
-            tail.problems.append(f"cannot read {path}: {exc.strerror}")
+            tail.problems.append(f"cannot read {why(exc)}")
             return
         with handle:
             size = os.fstat(handle.fileno()).st_size

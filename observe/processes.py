@@ -147,17 +147,6 @@ class Processes:
             return None
 
 
-def read_pid_file(pid_dir: str, name: str) -> int | None:
-    """The pid in ``<pid_dir>/<name>.pid`` if that process is alive, else None."""
-    if not pid_dir:
-        return None
-    try:
-        pid = int(Path(pid_dir, f"{name}.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if psutil.pid_exists(pid) else None
-
-
 def _within(path: str, directory: str) -> bool:
     try:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(directory))

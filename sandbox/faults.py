@@ -66,8 +66,8 @@ BAD_TOKENS = frozenset(
     f"test_validate_rejects_bad_token[{k}]"
     for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
 )
-# v2 checks a password on WorkFossa before it opens the database: while the database is broken a wrong password is
-# still refused (401: the login route is there), and only the test user's login fails.
+# The login route is asked with an empty body, refused (422) before the handler reads a user, asks WorkFossa or
+# opens the database: while either is broken the route is there, and only the test user's login fails.
 TEST_USER_LOGIN_FAILS = frozenset({"test_login_with_test_user_succeeds"})
 # FossaWork V2 serves dispensers inside the work-order list, so its profile names that route for both.
 WORK_ORDER_ROUTE_V2 = frozenset(
@@ -76,11 +76,11 @@ WORK_ORDER_ROUTE_V2 = frozenset(
 
 
 def _without_database(*checks: str, v2_also: Iterable[str] = ()) -> dict:
-    """What a fault that breaks the database fails besides ``checks``: the application's logins, which read the
-    user (and in v2 write the login) there; the health route, which answers 200 without looking (as deployed);
+    """What a fault that breaks the database fails besides ``checks``: the test user's login, which reads the
+    user (and in v2 writes the login) there; the health route, which answers 200 without looking (as deployed);
     ``v2_also``: more in v2, whose stored credentials are in the database."""
-    checks = {*checks, "test_health_endpoint_sees_the_database"}
-    return {"fails": LOGIN_DOWN | checks, "fails_v2": TEST_USER_LOGIN_FAILS | checks | set(v2_also)}
+    fails = TEST_USER_LOGIN_FAILS | {*checks, "test_health_endpoint_sees_the_database"}
+    return {"fails": fails, "fails_v2": fails | set(v2_also)}
 
 
 def _register(name: str, fault: Fault) -> None:
@@ -423,7 +423,7 @@ def _db_fk(sb, rec):
     "A separate process holds BEGIN EXCLUSIVE on the database (killed by pid on clear).",
     # The application cannot log anyone in while the database is locked (v2: its login writes); a locked database
     # is not a broken one, so the health route's 200 is no finding here.
-    LOGIN_DOWN | {"test_database_is_not_locked"},
+    TEST_USER_LOGIN_FAILS | {"test_database_is_not_locked"},
     TEST_USER_LOGIN_FAILS | {"test_database_is_not_locked"},
     category="database",
 )
@@ -934,7 +934,7 @@ def _build_broken(sb, rec):
     "WorkFossa stand-in process stopped (by pid).",
     {"test_workfossa_site_answers"},
     # v2 checks every login's password on WorkFossa: without it nobody logs in.
-    fails_v2=LOGIN_DOWN | {"test_workfossa_site_answers"},
+    fails_v2=TEST_USER_LOGIN_FAILS | {"test_workfossa_site_answers"},
     category="workfossa",
 )
 def _wf_down(sb, rec):

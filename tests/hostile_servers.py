@@ -131,7 +131,8 @@ class HostileServer:
 
     def _serve_drip(self, sock: socket.socket, head: bytes) -> None:
         # No Content-Length, no chunking: the body ends when the connection does, which is never.
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{")
+        status = f"HTTP/1.1 {self.status} X\r\n".encode()
+        sock.sendall(status + b"Content-Type: application/json\r\nConnection: close\r\n\r\n{")
         self._drip(sock, lambda: b" ")
 
     def _serve_chunked_drip(self, sock: socket.socket, head: bytes) -> None:
@@ -262,7 +263,14 @@ def offline_profile(tmp: Path, url: str = "http://127.0.0.1:9", **extra) -> dict
     return values
 
 
-def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: dict | None = None) -> SuiteRun:
+def run_suite(
+    targets: Path,
+    target: str,
+    *args: str,
+    timeout: float = 90,
+    env: dict | None = None,
+    opts: tuple[str, ...] = INNER_OPTS,
+) -> SuiteRun:
     """Run the health suite against one profile in a subprocess; parse its JUnit XML into cases."""
     junit = targets.with_suffix(".junit.xml")
     # --opt=value, so that pytest's early rootdir guess does not take the targets file for a test path.
@@ -272,7 +280,7 @@ def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: 
         "pytest",
         f"--target-file={targets}",
         f"--target={target}",
-        *INNER_OPTS,
+        *opts,
         f"--junitxml={junit}",
         *args,
     ]
@@ -290,10 +298,10 @@ def run_suite(targets: Path, target: str, *args: str, timeout: float = 90, env: 
         stdin=subprocess.DEVNULL,
     )
     elapsed = time.monotonic() - start
-    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, elapsed, _junit_cases(junit))
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, elapsed, junit_cases(junit))
 
 
-def _junit_cases(path: Path) -> dict[str, tuple[str, str]]:
+def junit_cases(path: Path) -> dict[str, tuple[str, str]]:
     if not path.exists():
         return {}
     cases = {}

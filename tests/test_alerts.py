@@ -1,8 +1,12 @@
 """remediation.notify.alerts: one page per new problem, one resolve per recovery, bounded cost, never a failed run."""
 
 import json
+import subprocess
+import sys
 import time
 
+import pytest
+from hostile_servers import HostileServer
 from production_support import receiver, silent_receiver, suite  # noqa: F401 (fixtures)
 
 from remediation.notify import alerts
@@ -65,7 +69,7 @@ def test_an_unanswering_receiver_costs_one_read_timeout_and_does_not_fail_the_ru
     elapsed = time.monotonic() - started
     assert result.ret == 1  # the checks' failures, not an internal error
     assert elapsed < alerts.READ_TIMEOUT + 2.5, f"run took {elapsed:.1f} s"
-    result.stdout.fnmatch_lines(["alerts: 2 event(s) not delivered, retried on the next run: ReadTimeout*"])
+    result.stdout.fnmatch_lines(["alerts: 2 event(s) not delivered, retried on the next run: timeout after 3.0 s"])
     assert not (suite.path / "reports" / "alert-state.json").exists()
 
 
@@ -77,8 +81,8 @@ def test_notification_results_record_each_event_for_the_report_writer(suite, sil
         ("trigger", "test_checks.py::test_api_answers", False),
         ("trigger", "test_checks.py::test_db_answers", False),
     ]
-    assert results[0]["error"].startswith("ReadTimeout")
-    assert results[1]["error"] == "not sent: receiver unreachable (ReadTimeout)"
+    assert results[0]["error"] == "timeout after 3.0 s"
+    assert results[1]["error"] == "not sent: receiver unreachable (timeout after 3.0 s)"
 
 
 def test_a_missing_routing_key_is_reported_and_the_run_goes_on(suite, receiver, monkeypatch):  # noqa: F811
@@ -131,3 +135,59 @@ def test_a_webhook_that_is_not_http_is_a_usage_error(suite):  # noqa: F811
     result = suite.run("--alert-webhook=ftp://example.invalid/hook")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--alert-webhook: 'ftp://example.invalid/hook' is not an http(s) URL"])
+
+
+@pytest.mark.parametrize("behaviour", ["drip", "slow_headers"])
+def test_a_receiver_that_drips_its_answer_costs_at_most_one_post_bound(suite, behaviour):  # noqa: F811
+    # drip: 202 Accepted, then its body a byte every half second, forever; slow_headers: headers that never end.
+    # Before, requests waited for the body's end as long as bytes kept coming, holding the alert-state lock.
+    suite.fail("api", "db", "frontend")
+    with HostileServer(behaviour, status=202) as server:
+        started = time.monotonic()
+        recorder = suite.pytester.inline_run("test_checks.py", f"--alert-webhook={server.url}/v2/enqueue")
+        elapsed = time.monotonic() - started
+    bound = alerts.CONNECT_TIMEOUT + 2 * alerts.READ_TIMEOUT
+    assert elapsed < bound + 2.0, f"run took {elapsed:.1f} s, one post may take {bound:g} s"
+    results = alerts.notification_results(recorder.getcall("pytest_sessionfinish").session.config)
+    timeout = f"timeout: no complete answer within {bound:.1f} s (connect + 2 x read)"
+    # Not known to be accepted, so not written to the state: the next run sends it again.
+    assert [(r["sent"], r["error"]) for r in results] == [
+        (False, timeout),
+        (False, f"not sent: receiver unreachable ({timeout})"),
+    ]
+
+
+# Holds the alert-state lock like a run stopped while notifying, until the test closes its stdin.
+LOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_run_holding_the_alert_state_forever_costs_the_next_run_at_most_the_lock_wait(suite, receiver):  # noqa: F811
+    # Before, the next run waited in flock for as long as the holder lived: forever, for a stopped run.
+    suite.fail("api")
+    lock = suite.path / "reports" / "alert-state.json.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        result = suite.run(f"--alert-webhook={receiver.url}")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=5)
+    assert result.ret == 1
+    assert alerts.LOCK_WAIT <= elapsed < alerts.LOCK_WAIT + 3.0, f"run took {elapsed:.1f} s"
+    # Paged all the same, without the state: the next run pages again, and PagerDuty folds it by dedup_key.
+    assert [p["event_action"] for p in receiver.posts] == ["trigger"]
+    assert not (suite.path / "reports" / "alert-state.json").exists()
+    result.stdout.fnmatch_lines(
+        [f"alerts: WARNING: alert state * locked by another run for more than {alerts.LOCK_WAIT:g} s: sent without it"]
+    )

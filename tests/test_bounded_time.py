@@ -7,6 +7,7 @@ must finish within one read timeout plus start-up, not one timeout per check.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_servers import HostileServer, offline_profile, run_suite, write_targets
+from hostile_servers import ROOT, HostileServer, junit_cases, offline_profile, run_suite, write_targets
 
 from observe.db import Database, DatabaseLocked
 from observe.http import MAX_BODY, Http
@@ -153,7 +154,10 @@ def test_a_query_on_a_locked_database_raises_database_locked_within_the_lock_tim
 def test_a_p1_run_against_a_hung_target_finishes_within_one_read_timeout(tmp_path):
     with HostileServer("hang") as server:
         targets = write_targets(tmp_path / "targets.toml", "hung", offline_profile(tmp_path, server.url))
-        run = run_suite(targets, "hung", "-m", "p1", env={"FOSSAWORK_TEST_PASSWORD": "not-the-real-one"})
+        # With every probe that logs in: they run one after another, and still cost no timeout of their own.
+        opt_ins = ("LOGIN_PROBE", "WRONG_PASSWORD_PROBE", "WRONG_PASSWORD_THIRD_PARTY")
+        env = {"FOSSAWORK_TEST_PASSWORD": "not-the-real-one", **{f"FOSSAWORK_{key}": "true" for key in opt_ins}}
+        run = run_suite(targets, "hung", "-m", "p1", env=env)
     # One read timeout for the gathered API probes, one for the frontend page, plus interpreter start-up.
     assert run.elapsed < 1.0 * 2 + 8, run.output[-2000:]
     assert run.returncode == 1, run.output[-3000:]
@@ -168,3 +172,83 @@ def test_a_p1_run_against_a_hung_target_finishes_within_one_read_timeout(tmp_pat
         outcome, message = run.cases[name]
         assert outcome == "failed" and "timeout" in message, (name, outcome, message)
     assert not [name for name, (outcome, _) in run.cases.items() if outcome == "error"], run.output[-3000:]
+
+
+# -- a DNS server that never answers ----------------------------------------------------------------
+
+# Runs as root of fresh user, mount and network namespaces (unshare): brings up their own loopback, binds a
+# resolv.conf naming 127.0.0.1 over /etc/resolv.conf (only in this mount namespace) and serves port 53 with
+# sockets that take every query and answer none. The host's resolver configuration is never touched.
+SILENT_DNS = """
+import json, os, socket, subprocess, sys, threading, time
+tmp, root, connect, read, mode = sys.argv[1:6]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+with open(os.path.join(tmp, "resolv.conf"), "w") as conf:
+    conf.write("nameserver 127.0.0.1\\noptions timeout:5 attempts:2\\n")
+subprocess.run(["mount", "--bind", os.path.join(tmp, "resolv.conf"), "/etc/resolv.conf"], check=True)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 53))
+tcp = socket.socket()
+tcp.bind(("127.0.0.1", 53))
+tcp.listen()
+threading.Thread(target=lambda: [udp.recvfrom(512) for _ in iter(int, 1)], daemon=True).start()
+lookup = threading.Thread(target=socket.getaddrinfo, args=("fossawork.example", 8000), daemon=True)
+start = time.monotonic()
+lookup.start()
+lookup.join(2.0)
+out = {"resolver_silent_for": time.monotonic() - start if lookup.is_alive() else 0.0}
+if mode == "request":
+    sys.path.insert(0, root)
+    from observe.http import Http
+    http = Http(float(connect), float(read))
+    start = time.monotonic()
+    answer = http.request("GET", "http://fossawork.example:8000/health")
+    out.update(elapsed=time.monotonic() - start, kind=answer.kind, error=answer.error)
+else:
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-m", "pytest", *sys.argv[6:]], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60)
+    out.update(returncode=done.returncode, output=(done.stdout + done.stderr)[-3000:])
+print(json.dumps(out))
+"""
+
+
+def in_silent_dns_namespace(tmp_path: Path, mode: str, *pytest_args: str) -> dict:
+    """Run SILENT_DNS in its namespaces; every process it starts ends with it (its network has no way out)."""
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "--net", sys.executable, "-c", SILENT_DNS]
+        + [str(tmp_path), str(ROOT), str(CONNECT), str(READ), mode, *pytest_args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_dns_server_that_never_answers_costs_at_most_connect_plus_two_reads(tmp_path):
+    seen = in_silent_dns_namespace(tmp_path, "request")
+    assert seen["resolver_silent_for"] >= 2.0, "the resolver answered: the case is not a silent DNS server"
+    assert seen["elapsed"] < BOUND, f"took {seen['elapsed']:.2f} s"
+    assert (seen["kind"], seen["error"]) == (
+        "timeout",
+        f"timeout: no DNS answer for fossawork.example within {CONNECT:g} s",
+    )
+
+
+def test_a_p1_run_with_a_silent_dns_server_finishes_within_one_read_timeout(tmp_path):
+    targets = write_targets(
+        tmp_path / "targets.toml", "dns", offline_profile(tmp_path, "http://fossawork.example:8000")
+    )
+    junit = tmp_path / "junit.xml"
+    args = (f"--target-file={targets}", "--target=dns", "-m", "p1", "-q", "-p", "no:cacheprovider")
+    start = time.monotonic()
+    seen = in_silent_dns_namespace(tmp_path, "suite", *args, "--no-incident-report", f"--junitxml={junit}")
+    elapsed = time.monotonic() - start
+    assert seen["resolver_silent_for"] >= 2.0
+    # As for a hung API: one connect timeout for the gathered probes, one for the frontend page, plus start-up.
+    assert elapsed < 1.0 * 2 + 8, seen["output"]
+    assert seen["returncode"] == 1 and "Traceback" not in seen["output"], seen["output"]
+    outcome, message = junit_cases(junit)["test_api_endpoint_answers_200_with_json[health]"]
+    assert outcome == "failed" and "no DNS answer for fossawork.example" in message, message

@@ -34,7 +34,16 @@ SAME_IN_BOTH_LAYOUTS = {"frontend", "browser", "threshold"}
 
 # Shorter page timeouts keep frontend_hang quick. The API keeps its profile's read timeout: a v2 login waits on
 # WorkFossa, and under db_locked on the database's 2 s busy timeout too, and that is slow, not hung.
-ENV = {"FOSSAWORK_TIMEOUTS_FRONTEND": "2", "FOSSAWORK_TIMEOUTS_WORKFOSSA": "2"}
+# The matrix opts into the probes that log in (login_probe, wrong_password_probe: the sandbox's users are
+# synthetic and its WorkFossa a stand-in), so every login check is proven here; tests/test_safe_probes.py
+# proves the default probes against the auth faults. These belong in the sandbox's generated profile.
+ENV = {
+    "FOSSAWORK_TIMEOUTS_FRONTEND": "2",
+    "FOSSAWORK_TIMEOUTS_WORKFOSSA": "2",
+    "FOSSAWORK_LOGIN_PROBE": "true",
+    "FOSSAWORK_WRONG_PASSWORD_PROBE": "true",
+    "FOSSAWORK_WRONG_PASSWORD_THIRD_PARTY": "true",
+}
 
 
 def run_suite(sandbox: Sandbox, tmp_path: Path, with_slow: bool) -> dict[str, str]:

@@ -38,7 +38,7 @@ def test_a_run_against_an_api_answering_garbage_fails_with_the_reason(tmp_path, 
             "backend or auth",
             "-k",
             "api_endpoint or login",
-            env={"FOSSAWORK_TEST_PASSWORD": "not-the-real-one"},
+            env={"FOSSAWORK_TEST_PASSWORD": "not-the-real-one", "FOSSAWORK_LOGIN_PROBE": "true"},
         )
     assert_ran_cleanly(run)
     outcome, message = run.cases["test_api_endpoint_answers_200_with_json[health]"]

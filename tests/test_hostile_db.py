@@ -7,6 +7,7 @@ The suite runs as root, so unreadable files are told by their owner bits (``Data
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -43,10 +44,18 @@ def make_bad_database(tmp: Path, kind: str) -> Path:
         path.chmod(0)
     elif kind == "dangling-symlink":
         path.symlink_to(tmp / "nowhere.db")
+    elif kind == "fifo":
+        os.mkfifo(path)  # SQLite would wait forever opening it for a writer
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # never ends
     return path  # "missing": nothing at all
 
 
 KINDS = ["directory", "text", "zero-byte", "truncated", "mode-000", "dangling-symlink", "missing"]
+KINDS += ["fifo", "socket", "device"]
 
 
 def _listing(directory: Path) -> dict[str, tuple[int, int, int]]:
@@ -85,6 +94,9 @@ CAUSES = {
     "truncated": ("test_database_is_a_readable_sqlite_database", "malformed"),
     "mode-000": ("test_database_file_is_readable", "----------"),
     "missing": ("test_database_file_exists", "no file at"),
+    "fifo": ("test_database_file_is_readable", "a FIFO"),
+    "socket": ("test_database_file_is_readable", "a socket"),
+    "device": ("test_database_file_is_readable", "a character device"),
 }
 
 

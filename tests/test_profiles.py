@@ -41,6 +41,29 @@ CASES = {
     "bad choice": ("[local]\nhost = 'mars'\n", [], "host: expected one of 'local', 'remote', got 'mars'"),
     "extends loop": ("[a]\nextends='b'\n[b]\nextends='a'\n", ["--target", "a"], "extends: loop through a -> b -> a"),
     "table not a profile": ("local = 3\n", [], "top-level key 'local' must be a profile table"),
+    # Before these were refused, tomllib's RecursionError and ValueError ended the run as INTERNALERROR (exit 3).
+    "arrays 10,000 deep": (
+        "[local]\ndb_tables = " + "[" * 10_000 + "]" * 10_000 + "\n",
+        [],
+        "arrays or inline tables nested too deeply to read",
+    ),
+    "inline tables 10,000 deep": (
+        "[local]\nlogs = " + "{a = " * 10_000 + "1" + "}" * 10_000 + "\n",
+        [],
+        "arrays or inline tables nested too deeply to read",
+    ),
+    "integer of 5,000 digits": ("[local]\nbackend_workers = " + "9" * 5000 + "\n", [], "an integer of more than"),
+    "integer above its maximum": ("[local]\nbackend_workers = 100000\n", [], "expected a value <= 1024, got 100000"),
+    "timeout above its maximum": ("[local.timeouts]\nread = 1e18\n", [], "timeouts.read: expected a value <= 60"),
+    "float beyond any range": ("[local.thresholds]\ncpu_percent = 1e999\n", [], "expected a finite number, got inf"),
+    "threshold above its maximum": ("[local.thresholds]\ndisk_percent = 900\n", [], "expected a value <= 100"),
+    "url without a host": ("[local]\napi_url = 'localhost:8000'\n", [], "api_url: expected an http:// or https://"),
+    "url with a bad port": ("[local]\napi_url = 'http://h:99999'\n", [], "api_url: not a URL (Port out of range"),
+    "wrong-password probe without consent": (
+        "[local]\nwrong_password_probe = true\n",
+        [],
+        "wrong_password_probe: FossaWork V2 forwards a login's password to WorkFossa",
+    ),
 }
 
 
@@ -58,6 +81,28 @@ def test_it_rejects_a_bad_environment_override_naming_the_variable(run_with):
     code, errors = run_with("[local]\n", env={"FOSSAWORK_THRESHOLDS_CPU_PERCENT": "lots"})
     assert code == 4
     assert errors == ["ERROR: environment variable FOSSAWORK_THRESHOLDS_CPU_PERCENT: expected a number, got 'lots'"]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        # Accepted before, then seven checks failed on a healthy API: "timestamp out of range for platform time_t".
+        ("FOSSAWORK_TIMEOUTS_READ", "1e18", "expected a value <= 60, got 1e+18"),
+        ("FOSSAWORK_LOGS_TAIL_BYTES", "9" * 5000, "expected an integer"),
+        ("FOSSAWORK_THRESHOLDS_LOG_MAX_BYTES", str(10**30), "expected a value <= 1125899906842624"),
+    ],
+)
+def test_an_environment_override_out_of_range_is_exit_4_with_one_line(run_with, var, value, message):
+    code, errors = run_with("[local]\n", env={var: value})
+    assert code == 4
+    assert len(errors) == 1 and var in errors[0] and message in errors[0], errors
+
+
+def test_every_number_has_a_declared_range():
+    keys = [spec for spec in profile.SCHEMA.values() if not isinstance(spec, dict)]
+    keys += [spec for table in profile.SCHEMA.values() if isinstance(table, dict) for spec in table.values()]
+    unbounded = [k.help for k in keys if k.type in (int, float) and (k.minimum is None or k.maximum is None)]
+    assert unbounded == []
 
 
 def test_environment_overrides_a_single_key(tmp_path):

@@ -13,20 +13,25 @@ not a recovery, so an open incident stays open until the check really passes.
 Inside a maintenance window (``--maintenance-until``) nothing is sent and the
 state is left as it was, so a problem still there afterwards pages then.
 
-Notifying never fails the run: each POST waits at most 2 s to connect and 3 s
-for the answer, the first receiver that is down (or answers 5xx / 429) stops
-the remaining posts, and all posts share a 10 s budget. Events not delivered
-are not written to the state, so the next run sends them again. The outcome of
-every event is in :func:`notification_results` (for the report writer) and in
-the terminal summary. A state that cannot be written (the report directory is
-not the run's user's) does not stop the pages either: :func:`state_error` keeps
-why, and the run ends with exit 3 (``remediation.plugin``). Runs only on the
-xdist controller.
+Notifying never fails the run and never waits unbounded: each POST goes
+through ``observe.http`` (2 s to resolve and connect, 3 s for each wait on the
+answer, and connect + 2 x read = 8 s in all however slowly the receiver sends),
+all posts share a 10 s budget, and the first receiver that is down, gives no
+complete answer in time or answers 5xx / 429 stops the remaining posts. Events
+not delivered are not written to the state, so the next run sends them again.
+The outcome of every event is in :func:`notification_results` (for the report
+writer) and in the terminal summary. A state that cannot be written (the report
+directory is not the run's user's) does not stop the pages either:
+:func:`state_error` keeps why, and the run ends with exit 3
+(``remediation.plugin``). Nor does a state lock held past any delivery's bound
+(by a run stopped while notifying): the run waits for it at most LOCK_WAIT, then
+pages without the state, and says so. Runs only on the xdist controller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -36,10 +41,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 
 from fixtures.target import targets
 from observe import secrets
+from observe.files import read_small
+from observe.http import Http
 from remediation import gate
 from remediation.contract import SEVERITIES
 from remediation.results import CheckResult, rank, results_of
@@ -54,6 +60,10 @@ PAGERDUTY_SEVERITY = {"p1": "critical", "p2": "error", "p3": "warning", "p4": "i
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 3.0
 TOTAL_BUDGET = 10.0
+MIN_READ = 0.1  # a post with less time than this left for its answer is not sent
+# Another run holds the state lock for at most its TOTAL_BUDGET (plus reading and writing a small file).
+LOCK_WAIT = TOTAL_BUDGET + 5.0
+STATE_LIMIT = 16 << 20  # thousands of open alerts fit in a few MiB
 SUMMARY_LIMIT = 1024  # PagerDuty truncates payload.summary at 1024 characters
 
 HELP_WEBHOOK = f"POST alerts to this URL (PagerDuty: https://events.pagerduty.com/v2/enqueue). Env {WEBHOOK_ENV}."
@@ -119,27 +129,41 @@ def state_path(config: pytest.Config) -> Path:
     return report_dir(config.getoption("report_dir", None)) / STATE_FILE
 
 
+class StateBusy(Exception):
+    """Another run held the alert state for longer than LOCK_WAIT; str() is one line."""
+
+
 @contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock next to ``path`` so that parallel runs (several targets) do not lose updates."""
+def locked(path: Path, wait: float = LOCK_WAIT):
+    """Hold an exclusive lock next to ``path`` so that parallel runs (several targets) do not lose updates.
+
+    Waits at most ``wait`` seconds for it (StateBusy then): a run stopped while holding it must not block every
+    later run. O_NONBLOCK: a FIFO in the lock file's place fails (OSError) instead of waiting for a reader.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: runs are serialized by the scheduler instead
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StateBusy(f"alert state {path} locked by another run for more than {wait:g} s") from None
+                time.sleep(0.1)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def read_state(path: Path) -> tuple[dict, str | None]:
     """The open alerts {dedup_key: details}; an unreadable file starts empty (PagerDuty dedups a re-trigger)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small(path, STATE_LIMIT).decode("utf-8"))
         return dict(data["open"]), None
     except FileNotFoundError:
         return {}, None
@@ -186,6 +210,10 @@ class Notifier:
         try:
             with locked(path):
                 self.notify(path, keep=True)
+        except StateBusy as exc:
+            # Another run has held the state longer than any delivery takes: page without it, as below.
+            self.notes.append(f"{exc}: sent without it")
+            self.notify(path, keep=False)
         except OSError as exc:
             # The lock or the state cannot be written. This run's alerts go out all the same; with no state kept,
             # the next run sends them again (PagerDuty folds a repeat into the open incident by dedup_key).
@@ -248,31 +276,33 @@ class Notifier:
         secrets.register(routing_key)
         delivered, stop = [], None
         deadline = time.monotonic() + TOTAL_BUDGET
-        with requests.Session() as http:
+        http = Http(CONNECT_TIMEOUT, READ_TIMEOUT)
+        try:
             for event in events:
-                remaining = deadline - time.monotonic()
-                if stop is None and remaining <= 0:
+                # connect + 2 x read, the most one post can take, must fit in what is left of the budget.
+                read = min(READ_TIMEOUT, (deadline - time.monotonic() - CONNECT_TIMEOUT) / 2)
+                if stop is None and read < MIN_READ:
                     stop = f"not sent: the {TOTAL_BUDGET:g} s notification budget was used up"
                 if stop is not None:
                     self.record(event, sent=False, error=stop)
                     continue
-                body = self.body(event, routing_key)
-                timeout = (min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining))
-                try:
-                    answer = http.post(self.url, json=body, timeout=timeout)
-                except requests.RequestException as exc:
-                    error = f"{exc.__class__.__name__}: {secrets.redact(str(exc))[:200]}"
-                    self.record(event, sent=False, error=error)
-                    stop = f"not sent: receiver unreachable ({exc.__class__.__name__})"
+                answer = http.request("POST", self.url, read=read, json=self.body(event, routing_key))
+                if answer.error is not None:
+                    # No complete answer (down, too slow, a body that never ends): not known to be accepted, so it
+                    # is sent again next run; PagerDuty folds a repeated trigger into its dedup_key's incident.
+                    self.record(event, sent=False, status=answer.status, error=answer.error)
+                    stop = f"not sent: receiver unreachable ({answer.error})"
                     continue
-                if 200 <= answer.status_code < 300:
-                    self.record(event, sent=True, status=answer.status_code)
+                if 200 <= answer.status < 300:
+                    self.record(event, sent=True, status=answer.status)
                     delivered.append(event)
                     continue
-                error = f"HTTP {answer.status_code}: {secrets.redact(answer.text.strip())[:200]}"
-                self.record(event, sent=False, status=answer.status_code, error=error)
-                if answer.status_code >= 500 or answer.status_code == 429:
-                    stop = f"not sent: receiver failing (HTTP {answer.status_code})"
+                error = f"HTTP {answer.status}: {answer.text().strip()[:200]}"
+                self.record(event, sent=False, status=answer.status, error=error)
+                if answer.status >= 500 or answer.status == 429:
+                    stop = f"not sent: receiver failing (HTTP {answer.status})"
+        finally:
+            http.close()
         return delivered
 
     def body(self, event: Event, routing_key: str) -> dict:
