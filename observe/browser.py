@@ -9,6 +9,7 @@ only when a launch is asked for.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -50,12 +51,14 @@ def launch(executable: str, timeout: float) -> Launch:
     def attempt() -> str:
         from playwright.sync_api import sync_playwright
 
-        with sync_playwright() as pw:
+        # Chromium leaves org.chromium.Chromium.* scratch in TMPDIR: a directory of the probe's own, removed after.
+        with tempfile.TemporaryDirectory(prefix="fossawork-browser-") as scratch, sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=None if managed else executable,
                 args=CHROMIUM_ARGS,
                 timeout=timeout * 1000,
                 headless=True,
+                env={**os.environ, "TMPDIR": scratch},
             )
             try:
                 page = browser.new_page()

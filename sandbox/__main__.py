@@ -151,6 +151,9 @@ def _run(args) -> int:
             if box is not None:
                 box.stop()
             registry_remove(Path(root))
+            print(f"stopped the sandbox in {root}" if box is not None else f"forgot {root} (nothing left running)")
+        if not roots:
+            print("no sandbox of this checkout is running")
         return 0
     if args.cmd == "start":
         if args.component not in COMPONENTS:
@@ -183,6 +186,7 @@ def _run(args) -> int:
             if sb.layout not in FAULTS[args.name].layouts:
                 raise _Usage(f"fault {args.name!r} does not apply to layout {sb.layout!r}")
             sb.inject(args.name)
+            print(f"injected {args.name} into the sandbox in {sb.root}: {FAULTS[args.name].description}")
             return 0
         if args.fcmd == "clear":
             if not args.all and not args.name:
@@ -194,6 +198,7 @@ def _run(args) -> int:
                 sb.clear_all()
             else:
                 sb.clear(args.name)
+            print(f"cleared {'every fault' if args.all else args.name} in the sandbox in {sb.root}")
             return 0
     raise _Usage(f"unknown command {args.cmd!r}")
 

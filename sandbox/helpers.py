@@ -166,6 +166,9 @@ def zombies(n: int, base: str) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # Chromium's own org.chromium.Chromium.* scratch goes to TMPDIR: inside the fault's folder, which
+            # clear removes, instead of /tmp, where six were left behind per injection.
+            env={**os.environ, "TMPDIR": profile},
         )
         pids.append(proc.pid)
     print(" ".join(map(str, pids)), flush=True)
