@@ -450,6 +450,10 @@ def _db_bloated(sb, rec):
     conn.close()
 
 
+def sidecars_of(db: Path) -> list[Path]:
+    return [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+
+
 def _chmod(path_key: str, mode: int):
     def inject(sb, rec):
         sb.chmod(sb.paths[path_key], mode, rec)
@@ -468,11 +472,22 @@ _register(
         fails_v2=TEST_USER_LOGIN_FAILS | {"test_database_file_is_readable"},
     ),
 )
+
+
+def _db_unwritable(sb, rec):
+    # The backend, refused writes, may create its -wal/-shm with the file's 0400 and keep them open: clear
+    # gives them the restored file's mode back and restarts it, or every later login stays refused.
+    mode = os.stat(sb.paths["db"]).st_mode & 0o7777
+    sb.chmod(sb.paths["db"], 0o400, rec)
+    rec["modes"] += [[str(side), mode] for side in sidecars_of(sb.paths["db"])]
+    rec["restart"].append("backend")
+
+
 _register(
     "db_unwritable",
     Fault(
         "Database file chmod 0400: its owner (the service) cannot write it.",
-        inject=_chmod("db", 0o400),
+        inject=_db_unwritable,
         category="database",
         fails=frozenset({"test_database_file_is_writable"}),
         # Every v2 login writes (last-used time, credentials), as the file's owner: no login succeeds.

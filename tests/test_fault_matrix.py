@@ -176,6 +176,7 @@ P1_FAULTS_V2 = (P1_FAULTS - {"credentials_world_readable"}) | {
     "dev_mode_login",  # any password logs in
     "import_error",  # the backend does not start
     "db_unwritable",  # every login writes
+    "db_owned_by_root",  # every login writes, and the backend's account cannot
     "workfossa_down",  # every login goes through WorkFossa
 }
 
