@@ -258,3 +258,67 @@ def test_a_fix_that_breaks_a_passing_check_is_reported_as_made_worse(tmp_path):
         assert "test_api_endpoint_answers_200_with_json[health]" in " ".join(incident["remediation"]["made_worse"])
         assert done.returncode == 1
         assert "remediation: made worse" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def v2():
+    """A live v2 sandbox (WAL, the backend as its own user), shared by the crash cases, stopped by pid after them."""
+    box = Sandbox(layout="v2").start()
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+def recover_argv(box: Sandbox, reports: Path) -> list[str]:
+    argv = [sys.executable, "-m", "remediation.scripts.recover_corrupted_database", "recover"]
+    return argv + [
+        "--target-file",
+        str(box.paths["targets_file"]),
+        "--target",
+        "live",
+        "--execute",
+        "--report-dir",
+        str(reports),
+    ]
+
+
+V2_STEPS = range(1, 8)  # logs saved, backend stopped, quarantined, salvaged, installed, backend started, healthy
+
+
+@pytest.mark.parametrize("step", V2_STEPS, ids=[f"v2-killed-after-step-{n}" for n in V2_STEPS])
+def test_a_v2_recovery_killed_at_any_step_resumes_from_the_quarantined_original(tmp_path, v2, step):
+    db = v2.paths["db"]
+    owner = (db.stat().st_uid, db.stat().st_gid)
+    before = rows(db, "work_orders")
+    lost = damage_a_leaf(db, "work_orders", seed=step)
+    quarantine = Path(v2.paths["backup_dir"]) / "quarantine"
+    originals = len(list(quarantine.glob(f"*/{db.name}")))
+    env = {**os.environ, KILL_AFTER_STEP_ENV: str(step)}
+    killed = subprocess.run(recover_argv(v2, tmp_path), cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout
+    rerun = subprocess.run(recover_argv(v2, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == EXIT_OK, rerun.stdout + rerun.stderr
+    assert set(rows(db, "work_orders")) == set(before) - lost, rerun.stdout
+    assert len(list(quarantine.glob(f"*/{db.name}"))) == originals + 1  # one original per recovery
+    assert (db.stat().st_uid, db.stat().st_gid) == owner  # still the backend's own file
+
+
+def test_a_writer_besides_the_v2_backend_makes_the_fix_refuse(tmp_path, v2):
+    db = v2.paths["db"]
+    damage_a_leaf(db, "work_orders", seed=99)
+    before = db.read_bytes()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"import sqlite3, time; c = sqlite3.connect({str(db)!r}); time.sleep(60)"]
+    )
+    try:
+        time.sleep(0.5)
+        done = subprocess.run(recover_argv(v2, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert done.returncode == EXIT_REFUSED, done.stdout
+    assert f"pid {writer.pid}" in done.stdout
+    assert db.read_bytes() == before
+    repaired = subprocess.run(recover_argv(v2, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert repaired.returncode == EXIT_OK, repaired.stdout  # the sandbox is left healthy for the next case
