@@ -151,7 +151,9 @@ def zombies(n: int, base: str) -> None:
     pids = []
     for i in range(n):
         profile = os.path.join(base, f"chromium-{i}")
+        scratch = os.path.join(base, f"tmp-{i}")
         os.makedirs(profile, exist_ok=True)
+        os.makedirs(scratch, exist_ok=True)
         proc = subprocess.Popen(
             [
                 "/usr/bin/chromium",
@@ -168,7 +170,7 @@ def zombies(n: int, base: str) -> None:
             start_new_session=True,
             # Chromium's own org.chromium.Chromium.* scratch goes to TMPDIR: inside the fault's folder, which
             # clear removes, instead of /tmp, where six were left behind per injection.
-            env={**os.environ, "TMPDIR": profile},
+            env={**os.environ, "TMPDIR": scratch},
         )
         pids.append(proc.pid)
     print(" ".join(map(str, pids)), flush=True)
