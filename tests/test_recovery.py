@@ -69,6 +69,13 @@ def damage_a_leaf(db: Path, table: str, seed: int = 7) -> set[int]:
     return lost
 
 
+def remediate(sandbox: Sandbox, checks: str, reports: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``pytest CHECKS --remediate`` against the live sandbox, its reports in ``reports``."""
+    argv = [sys.executable, "-m", "pytest", checks, "--target-file", str(sandbox.paths["targets_file"])]
+    argv += ["--target", "live", "--remediate", "--report-dir", str(reports), "-q", "-p", "no:cacheprovider"]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def rows(db: Path, table: str) -> dict[int, tuple]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return {row[0]: row for row in conn.execute(f'SELECT rowid, * FROM "{table}"')}
@@ -83,21 +90,7 @@ def test_random_page_damage_keeps_every_readable_row_and_reports_the_loss_exactl
         lost = damage_a_leaf(db, "work_orders")
         assert lost and lost < set(before)
         reports = tmp_path / "reports"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "health/test_database.py",
-                "--target-file",
-                str(sandbox.paths["targets_file"]),
-            ]
-            + ["--target", "live", "--remediate", "--report-dir", str(reports), "-q", "-p", "no:cacheprovider"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = remediate(sandbox, "health/test_database.py", reports)
         incident = json.loads((reports / "latest.json").read_text())
         outcomes = {f["id"].split("::")[1]: f["remediation"]["outcome"] for f in incident["failures"]}
         assert outcomes["test_database_passes_quick_check"] == "fixed with loss", done.stdout[-3000:]
@@ -206,21 +199,7 @@ def test_a_restart_keeps_the_log_lines_from_before_it_in_the_incidents_folder(tm
         logs = Path(sandbox.paths["log_dir"])
         before = {p.relative_to(logs): p.read_bytes() for p in logs.rglob("*.jsonl")}
         reports = tmp_path / "reports"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "health/test_backend.py",
-                "--target-file",
-                str(sandbox.paths["targets_file"]),
-            ]
-            + ["--target", "live", "--remediate", "--report-dir", str(reports), "-q", "-p", "no:cacheprovider"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = remediate(sandbox, "health/test_backend.py", reports)
         incident = json.loads((reports / "latest.json").read_text())
         assert incident["evidence"], done.stdout[-3000:]
         evidence = Path(incident["evidence"])
@@ -237,22 +216,7 @@ def test_a_fix_that_breaks_a_passing_check_is_reported_as_made_worse(tmp_path):
         reports = tmp_path / "reports"
         # The profile's start command is wrong: the restart stops a half-working backend and cannot start it.
         env = {**os.environ, "FOSSAWORK_BACKEND_START": "false"}
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "health/test_backend.py",
-                "--target-file",
-                str(sandbox.paths["targets_file"]),
-            ]
-            + ["--target", "live", "--remediate", "--report-dir", str(reports), "-q", "-p", "no:cacheprovider"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = remediate(sandbox, "health/test_backend.py", reports, env=env)
         incident = json.loads((reports / "latest.json").read_text())
         assert {f["remediation"]["outcome"] for f in incident["failures"]} == {"made worse"}, done.stdout[-3000:]
         assert "test_api_endpoint_answers_200_with_json[health]" in " ".join(incident["remediation"]["made_worse"])
