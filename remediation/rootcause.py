@@ -18,6 +18,7 @@ from remediation.results import ROOT_CAUSE
 REPORTED_BY = re.compile(r"\(reported by (test_[\w\[\]\-.]+)\)")
 _DESELECTED = pytest.StashKey[dict]()
 _WANTED = pytest.StashKey[dict]()
+_EXPLAINS = pytest.StashKey[list]()  # on a check run as a root cause: the skipped checks it explains
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,8 +45,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.user_properties.append((ROOT_CAUSE, explains))
     return report
 
-
-_EXPLAINS = pytest.StashKey[list]()
 
 
 @pytest.hookimpl(wrapper=True)
