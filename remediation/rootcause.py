@@ -46,7 +46,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
     result = yield
