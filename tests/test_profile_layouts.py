@@ -1,6 +1,8 @@
 """A user's own targets file reaches the built-in layouts by ``extends``, and rules checks out as N/A."""
 
 import json
+import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,44 @@ def test_the_applications_own_playwright_browser_is_the_one_launched(tmp_path, m
     result = launch(MANAGED, timeout=20)
     assert not result.ok
     assert str(tmp_path / "ms-playwright") in result.detail and "doesn't exist" in result.detail
+
+
+# What a deployment's own profile names on top of the shipped local-v2: where things are, where they answer, and
+# the account the backend runs as. Everything else (routes, log layout, tables, timeouts) must come from the preset.
+WHERE_THINGS_ARE = (
+    "api_url",
+    "frontend_url",
+    "workfossa_url",
+    "db_path",
+    "backup_dir",
+    "log_dir",
+    "frontend_dir",
+    "frontend_cwd",
+    "env_file",
+    "backend_cwd",
+    "backend_output",
+    "pid_dir",
+    "disk_path",
+    "browser_executable",
+)
+# Opt-ins that write, off by default (README): not probed is their honest verdict on a profile that leaves them off.
+OPT_IN = {"test_login_with_test_user_succeeds", "test_login_rejects_wrong_password"}
+
+
+def test_the_v2_preset_with_only_paths_ports_and_the_service_user_finds_a_healthy_v2_sandbox_healthy(tmp_path):
+    with Sandbox(layout="v2") as sandbox:
+        values = sandbox.profile_values()
+        mine = {"extends": "local-v2", **{key: values[key] for key in WHERE_THINGS_ARE}}
+        mine["service_user"] = sandbox.backend_user.get("name") or pwd.getpwuid(os.getuid()).pw_name
+        (tmp_path / "targets.toml").write_text(profile.dump("prod", mine))
+        outcomes = tmp_path / "outcomes.json"
+        argv = [sys.executable, "-m", "pytest", "health", "--target-file", str(tmp_path / "targets.toml")]
+        argv += ["--target", "prod", "--report-dir", str(tmp_path / "reports"), "-q", "-rs", "-p", "no:cacheprovider"]
+        argv += ["--recheck-result", str(outcomes)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    by_name = {nodeid.split("::")[-1]: outcome for nodeid, outcome in json.loads(outcomes.read_text()).items()}
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert not [n for n, o in by_name.items() if o == "failed"], done.stdout[-4000:]
+    # Every check observed something and passed, but the opt-ins that write.
+    skipped = {n for n, o in by_name.items() if o != "passed"}
+    assert skipped == OPT_IN, done.stdout[-4000:]
