@@ -44,7 +44,7 @@ def _reachable(api):
         pytest.param("logout", marks=[pytest.mark.p3, fix("fix-backend-issues", "api_errors")]),
     ],
 )
-def test_auth_route_exists(api, route):
+def test_auth_route_exists(api, died_at_import, route):
     """Auth endpoint not accessible.
 
     Differs from the runbook: asked with requests that change nothing and carry a valid token (FossaWork V2 answers
@@ -61,6 +61,7 @@ def test_auth_route_exists(api, route):
     expect(
         answer.status is not None and answer.status not in probe.missing and answer.status < 500,
         f"observed {answer.describe()}, expected the route to exist (not {missing}/5xx)",
+        cause=died_at_import,
     )
 
 
@@ -91,19 +92,21 @@ def test_jwt_secret_is_not_a_known_default(target):
 
 @pytest.mark.p1
 @fix("fix-backend-issues", "api_errors")
-def test_login_with_test_user_succeeds(api):
+def test_login_with_test_user_succeeds(api, died_at_import, write_locked):
     """Login failures: login endpoint returning server error or not found.
 
     Differs from the runbook: only with login_probe, since a login writes (see README); logs in as the profile's
     test user, whose password comes from the environment, and expects 200 (a 401 there means the credentials are
-    wrong, which the engineer must know too).
+    wrong, which the engineer must know too). Not probed or failing, it names a write lock another process holds
+    on the database: in WAL mode that lock stops every login and no read.
     """
-    depends_on(api.profile.login_probe, LOGIN_OFF)
+    depends_on(api.profile.login_probe, LOGIN_OFF, cause=write_locked)
     login = api.login()
     expect(
         login.token,
         f"observed {login.answer.describe()}: {login.problem}, expected 200 with an access_token for "
         f"{api.profile.test_user!r}",
+        cause=(died_at_import, write_locked),
     )
 
 
@@ -126,7 +129,7 @@ def test_login_rejects_wrong_password(api):
 
 @pytest.mark.p1
 @fix("fix-backend-issues", "api_errors")
-def test_token_from_login_validates(api):
+def test_token_from_login_validates(api, died_at_import):
     """Token validation errors: a fresh token from login is not accepted.
 
     Differs from the runbook: without login_probe the token is one the suite signs with the backend's JWT secret
@@ -135,7 +138,9 @@ def test_token_from_login_validates(api):
     bearer = api.bearer()
     depends_on(bearer.token, bearer.problem)
     answer = api.answer("validate_valid")
-    expect(answer.status == 200, f"observed {answer.describe()} with {bearer.origin}, expected 200")
+    expect(
+        answer.status == 200, f"observed {answer.describe()} with {bearer.origin}, expected 200", cause=died_at_import
+    )
 
 
 @pytest.mark.p1

@@ -29,10 +29,12 @@ CRITICAL_PATTERNS = [
         pytest.param("dispensers", marks=[pytest.mark.p2, fix("fix-backend-issues", "api_errors")]),
     ],
 )
-def test_api_endpoint_answers_200_with_json(api, endpoint):
+def test_api_endpoint_answers_200_with_json(api, died_at_import, endpoint):
     """API endpoints returning 500 errors, connection refused, connection timeouts.
 
-    Differs from the runbook: protected routes are called with the test user's token, as the application requires.
+    Differs from the runbook: protected routes are called with the test user's token, as the application requires;
+    a backend that is not running because its last start died at import is that import error's (escalate), not a
+    restart's.
     """
     if endpoint != "health":
         unprobed = api.unprobed(endpoint)
@@ -44,6 +46,7 @@ def test_api_endpoint_answers_200_with_json(api, endpoint):
         f"observed {answer.describe()}"
         + (f", body {not_json}" if answer.status == 200 else f", body {answer.text()!r}" if answer.body else "")
         + ", expected 200 with a JSON body",
+        cause=died_at_import,
     )
 
 
@@ -78,11 +81,18 @@ def _database_problem(on_host, db) -> str | None:
 
 @pytest.mark.p1
 @fix("fix-backend-issues", "api_errors", kb="backend_not_starting")
-def test_backend_process_is_running(on_host, processes):
-    """No backend (uvicorn) process found."""
+def test_backend_process_is_running(on_host, processes, died_at_import):
+    """No backend (uvicorn) process found.
+
+    Beyond the runbook: when its last start died at import, that import error is named as the cause (escalate).
+    """
     found = processes.matching(on_host.backend_process, on_host.backend_cwd)
     where = f" with cwd {on_host.backend_cwd}" if on_host.backend_cwd else ""
-    expect(found, f"observed no process with {on_host.backend_process!r} in its command line{where}, expected one")
+    expect(
+        found,
+        f"observed no process with {on_host.backend_process!r} in its command line{where}, expected one",
+        cause=died_at_import,
+    )
 
 
 @pytest.mark.p2
@@ -184,22 +194,20 @@ def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern)
 
 @pytest.mark.p2
 @fix("escalate", kb="backend_not_starting")
-def test_backend_logs_show_no_import_errors(on_host, logs, backend_output):
+def test_backend_logs_show_no_import_errors(on_host, startup_imports):
     """Import errors in logs (backend not starting).
 
     Beyond the runbook: also in what the service manager captured of the backend's last start
-    (backend_output), where a crash at import leaves its only traceback.
+    (backend_output), where a crash at import leaves its only traceback; the checks that find the backend down
+    name this one as their cause.
     """
-    minutes = on_host.thresholds.backend_errors_window_minutes
-    imports = ("ImportError", "ModuleNotFoundError")
-    tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: any(n in e.message for n in imports))
-    hits = [e.message.splitlines()[-1] for e in tail.entries]
-    hits += [line for line in backend_output.lines if any(n in line for n in imports)]
+    found = startup_imports()
     expect(
-        not hits,
-        f"observed {len(hits)} import errors in the last {minutes:g} min"
-        + (f", newest: {hits[-1][:160]!r}" if hits else "")
-        + f" ({tail.evidence()}; captured output: {backend_output.evidence()}), expected none",
+        not found.lines,
+        f"observed {len(found.lines)} import errors in the last "
+        f"{on_host.thresholds.backend_errors_window_minutes:g} min"
+        + (f", newest: {found.lines[-1][:160]!r}" if found.lines else "")
+        + f" ({found.evidence}), expected none",
     )
 
 

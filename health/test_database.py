@@ -186,8 +186,10 @@ def test_database_is_not_locked(on_host, db):
     """
     _present(db)
     holder = db.lock_holder()
-    owner = f"pid {holder.pid} holds the {holder.lock} lock for {holder.held_for:.1f} s" if holder else ""
-    expect(holder is None, f"observed {db.path} locked: {owner}, expected free within {on_host.timeouts.lock:g} s")
+    limit = on_host.timeouts.lock
+    expect(
+        holder is None, f"observed {db.path} locked by {holder and holder.describe()}, expected free within {limit:g} s"
+    )
 
 
 @pytest.mark.p3

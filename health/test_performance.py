@@ -90,15 +90,17 @@ def test_log_files_are_under_size_limit(on_host, logs):
         pytest.param("frontend", marks=[pytest.mark.p1, fix("fix-frontend-issues", "server_not_running")]),
     ],
 )
-def test_service_is_active(on_host, processes, service):
+def test_service_is_active(on_host, processes, died_at_import, service):
     """Service fossawork-backend / fossawork-frontend is not active.
 
     Uses systemd when the profile names a unit and systemd runs the host, otherwise the pid file and process rule.
+    A backend whose last start died at import is that import error's (escalate), not a restart's.
     """
+    cause = died_at_import if service == "backend" else ()
     unit = services.systemd_unit(on_host, service)
     if unit:
         state = services.unit_state(unit)
-        expect(state == "active", f"observed systemctl is-active {unit}: {state}, expected active")
+        expect(state == "active", f"observed systemctl is-active {unit}: {state}, expected active", cause=cause)
         return
     pid = services.read_pid(services.pid_file(on_host, service))
     matches = processes.matching(getattr(on_host, f"{service}_process"), getattr(on_host, f"{service}_cwd"))
@@ -107,4 +109,5 @@ def test_service_is_active(on_host, processes, service):
         pid is not None or (not on_host.pid_dir and matches),
         f"observed {service} not running ({how}: {'no live pid' if pid is None else pid}; "
         f"{len(matches)} matching processes), expected it active",
+        cause=cause,
     )

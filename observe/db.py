@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from observe.files import NotARegularFile, kind, open_regular, read_head, sidecars, why
+from observe.processes import command_line
 from observe.profile import Profile
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -75,6 +76,12 @@ class LockHolder:
     pid: int
     lock: str  # RESERVED, PENDING, EXCLUSIVE or WAL-WRITE
     held_for: float
+    command: str = ""  # the holder's command line, read when the lock was found held
+
+    def describe(self) -> str:
+        """'pid 812 (python3 worker.py): it holds the WAL-WRITE lock for 5.0 s'."""
+        who = f"pid {self.pid}" + (f" ({self.command[:200]})" if self.command else "")
+        return f"{who}: it holds the {self.lock} lock for {self.held_for:.1f} s"
 
 
 class Database:
@@ -85,6 +92,7 @@ class Database:
         self.lock_timeout = profile.timeouts.lock
         self._conn: sqlite3.Connection | None = None
         self._locked: str | None = None
+        self._holder: list[LockHolder | None] = []  # lock_holder's answer, once asked
 
     # -- the file ----------------------------------------------------------
     def file(self) -> os.stat_result | None:
@@ -242,8 +250,14 @@ class Database:
         """Who has held SQLite's write lock for the whole lock timeout, or None if it was free at some point.
 
         F_GETLK only asks the kernel; it neither takes nor waits for a lock, so the probe cannot block the
-        application the way the runbook's ``BEGIN IMMEDIATE`` can.
+        application the way the runbook's ``BEGIN IMMEDIATE`` can. Asked once per run: a held lock costs one lock
+        timeout, whichever checks ask.
         """
+        if not self._holder:
+            self._holder.append(self._wait_for_writer())
+        return self._holder[0]
+
+    def _wait_for_writer(self) -> LockHolder | None:
         deadline = time.monotonic() + self.lock_timeout
         start = time.monotonic()
         while True:
@@ -251,7 +265,7 @@ class Database:
             if holder is None:
                 return None
             if time.monotonic() >= deadline:
-                return LockHolder(holder[0], holder[1], time.monotonic() - start)
+                return LockHolder(holder[0], holder[1], time.monotonic() - start, command_line(holder[0]))
             time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
     def _current_writer(self) -> tuple[int, str] | None:

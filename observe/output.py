@@ -14,11 +14,14 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from observe.files import read_tail
+from observe.logs import Logs
 from observe.profile import Profile
 from observe.services import systemd_unit
 
+IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError")
 STARTED = re.compile(r"Started server process|Application startup complete|Uvicorn running on")
 JOURNAL_TIMEOUT = 5.0
 MAX_LINES = 2000
@@ -69,3 +72,22 @@ def _journal(profile: Profile, window_seconds: float) -> Output:
     lines = done.stdout.splitlines()
     starts = [i for i, line in enumerate(lines) if STARTED.search(line)]
     return Output(f"journal of {unit}", lines[starts[-1] + 1 :] if starts else lines)
+
+
+@dataclass
+class ImportErrors:
+    """The import errors of the backend's last start, oldest first, and where they were looked for."""
+
+    lines: list[str]
+    evidence: str
+
+
+def import_errors(profile: Profile, logs: Logs) -> ImportErrors:
+    """Import errors inside the backend error window: in the startup logs (the runbook's place) and in what the
+    service manager captured of the last start attempt, where a crash at import leaves its only traceback."""
+    minutes = profile.thresholds.backend_errors_window_minutes
+    named = lambda text: any(name in text for name in IMPORT_ERRORS)  # noqa: E731
+    tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: named(e.message))
+    output = last_start(profile, minutes * 60, profile.logs.tail_bytes)
+    lines = [e.message.splitlines()[-1] for e in tail.entries] + [line for line in output.lines if named(line)]
+    return ImportErrors(lines, f"{tail.evidence()}; captured output: {output.evidence()}")

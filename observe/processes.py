@@ -30,6 +30,14 @@ class Proc:
         return f"pid {self.pid} ({self.cmdline[:80] or self.name})"
 
 
+def command_line(pid: int) -> str:
+    """The command line of one process ('' when it is gone or may not be read)."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
 class ProcessesUnavailable(Exception):
     """The process table cannot be read (e.g. /proc hidden or denied); str() is one line."""
 

@@ -32,7 +32,7 @@ from remediation.actions.core import AUDIT_LOG
 from remediation.contract import is_health_check, marker_fix
 from remediation.notify import alerts
 from remediation.reports import history
-from remediation.reports.incident import build
+from remediation.reports.incident import build, cause_words
 from remediation.results import results_of
 from remediation.storage import (
     DEFAULT_REPORT_DIR,
@@ -396,16 +396,16 @@ def summary_lines(incident: dict) -> list[str]:
         lines.append(f"N/A {na['id']}: {na['reason']}")
     for cause in incident["root_causes"]:
         lines.append(
-            f"root cause: {cause['severity'].upper()} {cause['id']} (run outside the selection: "
-            f"{len(cause['explains'])} selected check(s) skipped on it): {cause['message']}"
+            f"root cause: {cause['severity'].upper()} {cause['id']} ({cause_words(cause)}): {cause['message']}"
         )
     for failure in incident["failures"]:
         fix = failure["fix"]
         line = f"{failure['severity'].upper()} {failure['id']}"
+        by = f" the fix of its cause, {fix['cause']}:" if fix["cause"] else ""
         if fix["escalate"]:
-            lines.append(f"{line}: escalate, a human decides")
+            lines.append(f"{line}:{by} escalate, a human decides")
         else:
-            lines += [f"{line}:", f"    dry run: {fix['dry_run_command']}", f"    then:    {fix['command']}"]
+            lines += [f"{line}:{by}", f"    dry run: {fix['dry_run_command']}", f"    then:    {fix['command']}"]
         done = failure["remediation"]
         if done:
             lines.append(f"    remediation: {done['outcome']}" + (f" ({done['reason']})" if done["reason"] else ""))

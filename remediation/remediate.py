@@ -30,7 +30,7 @@ from observe.secrets import redact
 from remediation.actions.core import LOCK_FD_ENV, Busy, RemediationLock
 from remediation.contract import SEVERITIES
 from remediation.results import CheckResult
-from remediation.scripts import ESCALATE, Fix, command, module_name
+from remediation.scripts import ESCALATE, Fix, command, fix_id, module_name
 
 FIX_TIMEOUT_SECONDS = 900
 RECHECK_TIMEOUT_SECONDS = 600
@@ -41,9 +41,9 @@ def ordered_fixes(failing: list[CheckResult]) -> dict[Fix, list[str]]:
     """Distinct (script, issue type) of the failing checks, most severe first, with the checks each one serves."""
     out: dict[Fix, list[str]] = {}
     for result in sorted(failing, key=lambda r: r.rank):
-        check = result.check
-        if check["script"] != ESCALATE:
-            out.setdefault(Fix(check["script"], check["issue_type"]), []).append(result.nodeid)
+        fix = result.fix
+        if fix["script"] != ESCALATE:
+            out.setdefault(Fix(fix["script"], fix["issue_type"]), []).append(result.nodeid)
     return out
 
 
@@ -109,7 +109,7 @@ def judge(result: CheckResult, results: list[CheckResult], out: dict) -> dict:
     fix of the run (its component passes again), and a data loss reported by any fix that served a check of
     the same component makes it a loss.
     """
-    fix = Fix(result.check["script"], result.check["issue_type"])
+    fix = Fix(result.fix["script"], result.fix["issue_type"])
     ran = out["fixes"].get(fix.id)
     done = (ran or {}).get("result", {})
     loss = component_loss(result.component, results, out)
@@ -123,7 +123,12 @@ def judge(result: CheckResult, results: list[CheckResult], out: dict) -> dict:
         "recheck": out["recheck"].get(result.nodeid),
         "loss": loss,
     }
-    if fix.script == ESCALATE:
+    if fix.script == ESCALATE and result.cause:
+        own = fix_id(result.check["script"], result.check["issue_type"])
+        why = (
+            f"escalated: its cause, reported by {result.cause['id']}, has no safe fix, and its own ({own}) cannot help"
+        )
+    elif fix.script == ESCALATE:
         why = "escalated: the runbook has no safe fix, a human decides"
     elif ran is None:
         why = out["status"] or "fix not run"

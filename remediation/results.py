@@ -22,7 +22,10 @@ from remediation.contract import COMPONENTS, SEVERITIES, describe, is_health_che
 pytest_plugins = ["remediation.contract"]
 
 CHECK_PROPERTY = "fossawork_check"
-ROOT_CAUSE = "fossawork_root_cause"  # written by remediation.rootcause
+# Written by remediation.rootcause: on a check run as a root cause, the checks it explains; on a failure with a
+# cause, that cause's check and fix.
+ROOT_CAUSE = "fossawork_root_cause"
+CAUSED_BY = "fossawork_caused_by"
 # user_properties names written by remediation.gate.
 WAIVED = "waived"
 ATTEMPTS = "attempts"
@@ -80,6 +83,7 @@ class CheckResult:
     waiver: dict | None = None
     remediation: dict | None = None  # set by --remediate: the fix run, the re-check and the outcome
     explains: list[str] = field(default_factory=list)  # run as the root cause of these (skipped) checks
+    cause: dict | None = None  # failed on a cause another check reports: {id, script, issue_type, kb} of that check
 
     @property
     def severity(self) -> str | None:
@@ -101,6 +105,12 @@ class CheckResult:
     @property
     def rank(self) -> int:
         return rank(self.severity)
+
+    @property
+    def fix(self) -> dict:
+        """{script, issue_type, kb} to offer: the cause's when the failure names one (its own fix cannot help),
+        else the check's own."""
+        return self.cause or {key: self.check.get(key) for key in ("script", "issue_type", "kb")}
 
 
 @dataclass(eq=False)  # registered as a plugin: identity, not field equality
@@ -124,6 +134,7 @@ class Results:
             result = self.checks[report.nodeid] = CheckResult(report.nodeid, json.loads(raw) if raw else {})
         result.duration += report.duration
         result.explains = user_property(report, ROOT_CAUSE, result.explains)
+        result.cause = user_property(report, CAUSED_BY, result.cause)
         result.attempts = max(result.attempts, int(user_property(report, ATTEMPTS, 1)))
         waiver = user_property(report, WAIVED)
         if report.failed:

@@ -118,7 +118,12 @@ def test_a_remediated_check_shows_its_outcome_and_why():
         "symptom": "Database corruption.",
         "message": "observed 3 problem lines, expected 'ok'",
         "since": None,
-        "fix": {"escalate": False, "dry_run_command": "python3 -m x recover", "command": "python3 -m x recover -x"},
+        "fix": {
+            "escalate": False,
+            "cause": None,
+            "dry_run_command": "python3 -m x recover",
+            "command": "python3 -m x recover -x",
+        },
         "knowledge_base": {"id": "db", "title": "Database corruption", "causes": ["crash"], "solutions": ["recover"]},
         "remediation": {
             "outcome": "fixed with loss",

@@ -23,8 +23,8 @@ sandbox = pytest.importorskip("sandbox")
 def live(tmp_path):
     """Start a sandbox with the test's fault; yield (sandbox, targets file, resolved profile, report dir)."""
 
-    def start(*faults):
-        sb = sandbox.Sandbox(layout="runbook", faults=list(faults)).start()
+    def start(*faults, layout="runbook"):
+        sb = sandbox.Sandbox(layout=layout, faults=list(faults)).start()
         started.append(sb)
         path = sb.write_targets(tmp_path / "live.toml")
         return sb, path, profiles.resolve(path, "live"), tmp_path / "reports"
@@ -83,6 +83,30 @@ def test_backend_down_is_restarted_and_rechecked_fixed(live):
     assert incident["remediation"]["severity_after"] == "healthy"
     assert incident["remediation"]["fixes"][0]["fix"] == "fix-backend-issues/api_errors"
     assert any(e["action"].startswith("start the backend") for e in incident["audit"])
+
+
+def test_a_backend_that_dies_at_import_is_escalated_never_restarted(live):
+    # v2 as deployed: the restarted backend dies at import (the traceback only in its journal). A restart would
+    # die the same way: --remediate runs no fix, says why, and leaves the backend as it found it.
+    sb, path, profile, reports = live("import_error", layout="v2")
+    journal = Path(sb.paths["backend_journal"])
+    crashes = journal.read_text().count("ModuleNotFoundError")
+    argv = [sys.executable, "-m", "pytest", "-m", "p1", "--target-file", str(path), "--target", "live"]
+    argv += ["--remediate", "--report-dir", str(reports), "-p", "no:cacheprovider", "-q"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    incident = json.loads((reports / "latest.json").read_text())
+    cause = "health/test_backend.py::test_backend_logs_show_no_import_errors"
+    assert [c["id"] for c in incident["root_causes"]] == [cause], done.stdout
+    assert incident["remediation"]["fixes"] == [] and incident["audit"] == [], done.stdout
+    for failure in incident["failures"]:
+        assert failure["remediation"]["outcome"] == "not attempted", failure
+        if failure["id"] != cause:
+            reason = failure["remediation"]["reason"]
+            assert cause in reason and "(fix-backend-issues/api_errors) cannot help" in reason, reason
+    assert incident["remediation"]["severity_after"] == "p1" and done.returncode == 1, done.stdout
+    assert "remediation: not attempted (escalated: its cause, reported by" in done.stdout
+    assert journal.read_text().count("ModuleNotFoundError") == crashes  # never started again
+    assert not [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(profile.backend_cwd)]
 
 
 def test_an_api_answering_500_is_restarted_and_rechecked_fixed(live):

@@ -23,6 +23,7 @@ import pytest
 
 from observe.secrets import redact, redact_obj
 from remediation.contract import SEVERITIES, SEVERITY_TITLES
+from remediation.reports.incident import cause_words
 from remediation.results import CHECK_PROPERTY, skip_reason, user_property
 from remediation.storage import write_atomically
 
@@ -168,7 +169,7 @@ def causes_html(incident: dict) -> str:
     """Root causes found outside the run's selection (remediation.rootcause), above the failures they explain."""
     items = "".join(
         f"<li><b>{escape(c['severity'].upper())}</b> <code>{escape(c['id'])}</code>: {escape(c['message'])} "
-        f"(run outside the selection: {len(c['explains'])} selected check(s) skipped on it)</li>"
+        f"({escape(cause_words(c))})</li>"
         for c in incident["root_causes"]
     )
     return f'<section id="incident-root-causes"><h2>Root cause</h2><ul>{items}</ul></section>' if items else ""
@@ -240,6 +241,9 @@ def failure_html(failure: dict) -> str:
             f"<dd>dry run: <code>{escape(fix['dry_run_command'])}</code></dd>"
             f"<dd>then: <code>{escape(fix['command'])}</code></dd>"
         )
+    if fix["cause"]:
+        # Its own fix cannot help (a restart of a backend that dies at import): the cause's is offered.
+        commands = f"<dd>the fix of its cause, <code>{escape(fix['cause'])}</code>:</dd>" + commands
     rows = [
         ("Evidence", f'<dd><pre class="evidence">{escape(failure["message"])}</pre></dd>'),
         ("Failing since", f"<dd>{escape(since_words(failure['since']))}</dd>"),

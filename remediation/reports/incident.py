@@ -10,7 +10,7 @@ from remediation.contract import COMPONENTS, RESPONSE_MINUTES, SEVERITIES, SEVER
 from remediation.results import CheckResult
 from remediation.scripts import ESCALATE, command, fix_id
 
-SCHEMA_ID = "fossawork-incident/3"
+SCHEMA_ID = "fossawork-incident/4"
 OUTCOMES = ("passed", "failed", "skipped")
 MAX_OUTPUT = 20_000
 
@@ -39,6 +39,12 @@ def respond(started: datetime, severity: str) -> str:
     return f"respond within {response_time(minutes)} (by {by:%H:%M} UTC)"
 
 
+def cause_words(cause: dict) -> str:
+    """What a root cause explains: '2 check(s) failing on it; run outside the selection'."""
+    words = f"{len(cause['explains'])} check(s) skipped or failing on it"
+    return words + ("; run outside the selection" if cause["outside_selection"] else "")
+
+
 def counts(results: list[CheckResult]) -> dict:
     """passed/failed/skipped in total, per severity and per component."""
     blank = lambda: dict.fromkeys(OUTCOMES, 0)  # noqa: E731
@@ -56,8 +62,8 @@ def counts(results: list[CheckResult]) -> dict:
 
 def failure_entry(result: CheckResult, targets: dict, remediation: dict | None, since: str | None = None) -> dict:
     """One failing check: what was seen, since when, the fix to run, the knowledge-base entry, what remediation did."""
-    check = result.check
-    script, issue_type = check["script"], check["issue_type"]
+    check, fix = result.check, result.fix
+    script, issue_type = fix["script"], fix["issue_type"]
     target = targets[check["target"]]
     target_file, target = (remediation or {}).get("targets", {}).get(target["name"], (target["source"], target["name"]))
     entry = {
@@ -76,8 +82,9 @@ def failure_entry(result: CheckResult, targets: dict, remediation: dict | None, 
             "command": command(script, issue_type, target_file, target),
             "dry_run_command": command(script, issue_type, target_file, target, execute=False),
             "escalate": script == ESCALATE,
+            "cause": result.cause["id"] if result.cause else None,  # the check whose fix this is, when not its own
         },
-        "knowledge_base": knowledge.entry(script, issue_type, check["kb"]),
+        "knowledge_base": knowledge.entry(script, issue_type, fix["kb"]),
         "remediation": None,
     }
     if result.remediation is not None:
@@ -108,6 +115,11 @@ def build(
     """
     since = since or {}
     severity = severity_of(results)
+    # A root cause explains the checks skipped on it outside the selection and the failures that name it.
+    explained: dict[str, set[str]] = {}
+    for r in results:
+        if r.cause and r.outcome == "failed":
+            explained.setdefault(r.cause["id"], set()).add(r.nodeid)
     failing = sorted((r for r in results if r.outcome == "failed"), key=lambda r: r.rank)
     incident = {
         "schema": SCHEMA_ID,
@@ -131,9 +143,15 @@ def build(
             **({k: remediation[k] for k in ("counts", "made_worse", "severity_after")} if remediation else {}),
         },
         "root_causes": [
-            {"id": r.nodeid, "severity": r.severity, "message": r.message, "explains": r.explains}
+            {
+                "id": r.nodeid,
+                "severity": r.severity,
+                "message": r.message,
+                "explains": sorted({*r.explains, *explained.get(r.nodeid, ())}),
+                "outside_selection": bool(r.explains),
+            }
             for r in results
-            if r.explains and r.outcome == "failed"
+            if (r.explains or r.nodeid in explained) and r.outcome == "failed"
         ],
         "not_applicable": [{"id": r.nodeid, "reason": r.message} for r in results if r.status == "n/a"],
         "changed": list(changed),
