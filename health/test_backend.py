@@ -93,6 +93,7 @@ def test_backend_process_is_not_duplicated(on_host, processes):
     Differs from the runbook: up to backend_workers top-level processes are normal (uvicorn --workers).
     """
     found = processes.matching(on_host.backend_process, on_host.backend_cwd)
+    depends_on(found, "no backend process to count (reported by test_backend_process_is_running)")
     expect(
         len(found) <= on_host.backend_workers,
         f"observed {len(found)} backend processes ({'; '.join(p.describe() for p in found)}), "
@@ -193,6 +194,10 @@ def test_backend_logs_show_no_import_errors(on_host, logs, backend_output):
     minutes = on_host.thresholds.backend_errors_window_minutes
     imports = ("ImportError", "ModuleNotFoundError")
     tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: any(n in e.message for n in imports))
+    depends_on(
+        tail.files or not backend_output.problem,
+        f"nothing to read: {tail.evidence()}; captured output: {backend_output.evidence()}",
+    )
     hits = [e.message.splitlines()[-1] for e in tail.entries]
     hits += [line for line in backend_output.lines if any(n in line for n in imports)]
     expect(
@@ -250,6 +255,7 @@ def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs):
     """
     minutes = on_host.thresholds.error_rate_window_minutes
     tail = logs.since("errors", timedelta(minutes=minutes), keep=lambda e: e.is_error)
+    depends_on(tail.files, f"no error log to count in: {tail.evidence()} (reported by test_backend_error_log_exists)")
     errors = tail.entries
     limit = on_host.thresholds.error_rate_max
     expect(
