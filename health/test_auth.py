@@ -5,7 +5,7 @@ import pytest
 from fixtures.expect import depends_on, expect, observing
 from observe.api import BAD_TOKENS, FOREIGN_ORIGIN, LOGIN_OFF, WRONG_PASSWORD_OFF
 from observe.db import DatabaseUnavailable
-from observe.files import credential_store, exposed_secret_files
+from observe.files import credential_store, existing_secret_files, exposed_secret_files
 
 fix = pytest.mark.fix
 pytestmark = pytest.mark.auth
@@ -209,6 +209,10 @@ def test_credential_store_holds_credentials(on_host, db, api):
 @fix("fix-automation-issues", "credential_issues")
 def test_secret_files_are_not_readable_by_others(on_host):
     """Security breach: credentials, the .env file or the database are readable by group or others."""
+    present = existing_secret_files(on_host)
+    depends_on(
+        present, f"no secret file to look at: {on_host.db_path} is missing (reported by test_database_file_exists)"
+    )
     exposed = exposed_secret_files(on_host)
     expect(
         not exposed,

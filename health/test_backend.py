@@ -103,6 +103,7 @@ def test_backend_process_is_not_duplicated(on_host, processes):
     Differs from the runbook: up to backend_workers top-level processes are normal (uvicorn --workers).
     """
     found = processes.matching(on_host.backend_process, on_host.backend_cwd)
+    depends_on(found, "no backend process to count (reported by test_backend_process_is_running)")
     expect(
         len(found) <= on_host.backend_workers,
         f"observed {len(found)} backend processes ({'; '.join(p.describe() for p in found)}), "
@@ -202,6 +203,7 @@ def test_backend_logs_show_no_import_errors(on_host, startup_imports):
     name this one as their cause.
     """
     found = startup_imports()
+    depends_on(found.observed, f"nothing to read: {found.evidence}")
     expect(
         not found.lines,
         f"observed {len(found.lines)} import errors in the last "
@@ -258,6 +260,7 @@ def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs):
     """
     minutes = on_host.thresholds.error_rate_window_minutes
     tail = logs.since("errors", timedelta(minutes=minutes), keep=lambda e: e.is_error)
+    depends_on(tail.files, f"no error log to count in: {tail.evidence()} (reported by test_backend_error_log_exists)")
     errors = tail.entries
     limit = on_host.thresholds.error_rate_max
     expect(

@@ -102,6 +102,7 @@ def test_database_filesystem_has_ten_percent_free(on_host, db):
 
     Beyond the runbook, which measures only disk_path: the database's own filesystem is the one that must grow.
     """
+    _present(db)
     space = filesystem_of(db.path)
     limit = on_host.thresholds.db_filesystem_free_percent
     expect(space.free_percent >= limit, f"observed {space.describe()}, expected at least {limit:g}% free")

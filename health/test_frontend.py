@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtures.expect import expect
+from fixtures.expect import depends_on, expect
 
 fix = pytest.mark.fix
 pytestmark = pytest.mark.frontend
@@ -45,6 +45,7 @@ def test_frontend_dev_server_is_not_duplicated(on_host, processes):
     url = urlsplit(on_host.frontend_url)
     port = url.port or (443 if url.scheme == "https" else 80)
     found = processes.servers(on_host.frontend_process, on_host.frontend_cwd or on_host.frontend_dir, port)
+    depends_on(found, "no frontend server to count (reported by test_frontend_dev_server_is_running)")
     expect(
         len(found) <= 1,
         f"observed {len(found)} frontend servers ({'; '.join(p.describe() for p in found)}), expected one",
@@ -80,7 +81,18 @@ def test_frontend_build_succeeds(build_run):
 def test_frontend_bundle_contains_no_secret(target, frontend):
     """Security breach: a secret (the JWT secret, the test user's password) is served in the frontend's scripts."""
     names = {name: target.secret(name) for name in ("jwt_secret_env", "password_env")}
+    depends_on(
+        any(names.values()),
+        f"no secret to look for: {target.jwt_secret_env} and {target.password_env} unset "
+        "(reported by test_jwt_secret_is_at_least_32_characters)",
+    )
+    page = frontend.page()
+    depends_on(
+        page.ok,
+        f"no page to read scripts from: {page.describe()} (reported by test_frontend_page_answers_200_with_html)",
+    )
     scripts = frontend.scripts()
+    depends_on(scripts, f"no same-origin script in {page.url}: nothing served to search")
     leaks = [
         f"{getattr(target, name)} in {script.url}"
         for script in scripts

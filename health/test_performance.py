@@ -73,6 +73,8 @@ def test_api_latency_is_under_threshold(on_host, api):
 def test_log_files_are_under_size_limit(on_host, logs):
     """Log files that might be too large (find /logs -name '*.jsonl' -size +100M)."""
     limit = on_host.thresholds.log_max_bytes
+    files, problems = logs.files("all")
+    depends_on(files, f"no log file to measure: {'; '.join(problems) or 'no file matches [logs] all'}")
     big = logs.oversized(limit)
     expect(
         not big,

@@ -160,6 +160,11 @@ def secret_files(profile: SecretPaths) -> list[Path]:
     return paths
 
 
+def existing_secret_files(profile: SecretPaths) -> list[Path]:
+    """The secret files that are there to look at (a dangling symlink counts: it is an entry of the target)."""
+    return [path for path in secret_files(profile) if os.path.lexists(path)]
+
+
 def exposed_secret_files(profile: SecretPaths) -> list[Mode]:
     """The secret files readable or writable by group or others."""
     return [m for m in map(mode_of, secret_files(profile)) if m is not None and m.exposed]

@@ -80,6 +80,7 @@ class ImportErrors:
 
     lines: list[str]
     evidence: str
+    observed: bool  # a startup log or the captured output was there to read
 
 
 def import_errors(profile: Profile, logs: Logs) -> ImportErrors:
@@ -90,4 +91,5 @@ def import_errors(profile: Profile, logs: Logs) -> ImportErrors:
     tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: named(e.message))
     output = last_start(profile, minutes * 60, profile.logs.tail_bytes)
     lines = [e.message.splitlines()[-1] for e in tail.entries] + [line for line in output.lines if named(line)]
-    return ImportErrors(lines, f"{tail.evidence()}; captured output: {output.evidence()}")
+    observed = bool(tail.files) or not output.problem
+    return ImportErrors(lines, f"{tail.evidence()}; captured output: {output.evidence()}", observed)
