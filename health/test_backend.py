@@ -6,6 +6,7 @@ from urllib.parse import urlparse
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
+from fixtures.service import backend_account
 from observe.db import SQLITE_HEADER, DatabaseLocked, DatabaseUnavailable
 
 fix = pytest.mark.fix
@@ -221,8 +222,9 @@ def test_logs_are_writable_by_the_service_user(on_host, logs, service_account):
     Beyond the runbook: FossaWork V2 reopens (truncates) its log files at every start, under its own account; a
     log or log directory it cannot write stops the next start.
     """
-    depends_on(service_account, f"cannot tell which account runs the backend: set service_user ({on_host.log_dir})")
-    files = logs.files("all")[0]
+    service_account = backend_account(service_account, on_host, on_host.log_dir)
+    files, problems = logs.files("all")
+    depends_on(files, f"no log file to judge: {'; '.join(problems) or 'no file matches [logs] all'}")
     paths = sorted({*files, *(f.parent for f in files)})
     denied = [p for p in paths if not service_account.can_write(p)]
     expect(

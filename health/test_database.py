@@ -6,6 +6,7 @@ Every probe is read-only (``mode=ro``); the long scans run under time budgets.
 import pytest
 
 from fixtures.expect import depends_on, expect, observing
+from fixtures.service import backend_account
 from observe.db import SQLITE_HEADER, BudgetExceeded, DatabaseLocked, DatabaseUnavailable
 from observe.system import filesystem_of
 
@@ -59,14 +60,14 @@ def test_database_file_is_readable(db):
 
 @pytest.mark.p2
 @fix("fix-database-issues", "permissions", kb="backend_not_starting")
-def test_database_file_is_writable(db, service_account):
+def test_database_file_is_writable(target, db, service_account):
     """Database file is not writable.
 
     Beyond the runbook: for the account the backend runs as (fixes run as root and can leave root's files
     behind), and the database's -wal/-shm/-journal and directory too: SQLite creates and writes them.
     """
     _present(db)
-    depends_on(service_account, f"cannot tell which account runs the backend: set service_user ({db.path})")
+    service_account = backend_account(service_account, target, db.path)
     paths = [*db.files(), db.path.parent]
     denied = [p for p in paths if not service_account.can_write(p)]
     expect(

@@ -53,3 +53,13 @@ disk_path = "{tmp_path}"
     passed = {case.get("name").split("[")[0] for case in cases if not {child.tag for child in case} & verdicts}
     assert done.returncode == 1, done.stdout[-2000:]
     assert passed <= HOST_OBSERVATIONS, f"passed with nothing deployed: {sorted(passed - HOST_OBSERVATIONS)}"
+
+
+def test_a_service_user_that_is_no_account_fails_the_writability_checks(tmp_path, tree):
+    targets = tmp_path / "targets.toml"
+    targets.write_text(targets.read_text().replace("[t]\n", '[t]\nservice_user = "no-such-account-4f1c"\n', 1))
+    argv = [sys.executable, "-m", "pytest", "--target-file", str(targets), "--target", "t", "-q", "-rf"]
+    argv += ["--report-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-k", "writable"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "2 failed" in done.stdout, done.stdout
+    assert done.stdout.count("observed no account 'no-such-account-4f1c' on this host") == 2, done.stdout
