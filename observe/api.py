@@ -16,11 +16,18 @@ shown to exist by a request that cannot log anyone in (an empty body, refused
 with 422 before any handler runs), the logout route by GET, which its router
 refuses with 405 without running it.
 
+Tokens with the same claims, signed with each published default secret, go to
+the validate route beside the other read-only probes: the secret the suite
+reads (environment, env_file) need not be the one the running process took.
+
 A real login (``login_probe``) and a wrong password (``wrong_password_probe``)
-are opt-ins. The probes that may write run one after another in one thread
-while the read-only ones run beside them: the wrong password first, so that a
-backend accepting any password stores the right one last; the login's session
-is logged out at the end.
+are opt-ins. The probes that may write run one after another, once the
+read-only ones have answered: the wrong password first, so that a backend
+accepting any password stores the right one last; the login's session is
+logged out at the end. A login waits ``timeouts.login`` (a production login
+drives a browser to WorkFossa for 10-30 s), and only an API that answered the
+read-only probes is worth that wait; its timeout says the login is slow, not
+that the API hung.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import secrets as random_secrets
 import sqlite3
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,9 +52,30 @@ from observe.profile import Profile
 # Forged tokens the validate route must reject; each name is one test case.
 BAD_TOKENS = ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
 TOKEN_SECONDS = 300  # lifetime of the token the suite signs: one run's probes, with room for a slow one
-# The Origin the bad-token probes come from: a site no deployment allows, so an answer granting it with
+# The Origin the bad-token and CORS probes come from: a site no deployment allows, so an answer granting it with
 # credentials echoes any origin (FossaWork V2's 401 answers can).
 FOREIGN_ORIGIN = "https://foreign-origin.invalid"
+# The probes that ask for a foreign origin's access: a browser's preflight, and simple requests with and without a
+# token (the bad-token probes, from that origin too, are the ones without).
+CORS_PROBES = ("cors_preflight", "cors_with_token", *(f"validate_{kind}" for kind in BAD_TOKENS))
+# Example and framework-default JWT secrets found in tutorials and .env templates, by a label that evidence can
+# name: a backend signing with one is forgeable, and the value, if accepted, is its secret (never printed).
+DEFAULT_SECRETS = {
+    "generic placeholder 1": "secret",
+    "generic placeholder 2": "changeme",
+    "generic placeholder 3": "change-me",
+    "generic placeholder 4": "supersecretkey",
+    ".env template 1": "your-secret-key",
+    ".env template 2": "your-secret-key-here",
+    ".env template 3": "your-secret-key-here-change-in-production",
+    ".env template 4": "your-secret-key-here-change-in-production-please",
+    ".env template 5": "your_secret_key_here_change_in_production",
+    "FastAPI tutorial": "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+    "Django template": "django-insecure-change-me",
+    "FossaWork V2 example .env": "fossawork-secret-key-change-in-production",
+}
+# Probes waiting timeouts.login instead of timeouts.read: their timeout says the login is slow, not the API hung.
+LOGIN_PROBES = ("login_wrong", "login")
 WRITES = (
     "writes on FossaWork V2: the user's last-used time and its WorkFossa credentials, re-encrypted; in production "
     "it signs in to WorkFossa"
@@ -112,22 +141,29 @@ class Api:
             path = path.replace("{user_id}", user_id or "")
         return self.base + path
 
-    def _hung(self) -> Answer | None:
-        """The first timed-out answer, if the API has already timed out this run."""
-        return next((a for a in self._answers.values() if a.kind == "timeout"), None)
+    def _hung(self, login: bool = False) -> Answer | None:
+        """The first timed-out answer, if the API has already timed out this run; a login's timeout only counts
+        for the next login (the same slow route)."""
+        # A copy: the probes of the first wave store their answers from other threads meanwhile.
+        answers = list(self._answers.items())
+        return next((a for n, a in answers if a.kind == "timeout" and (login or n not in LOGIN_PROBES)), None)
 
     def _send(self, name: str, method: str, url: str, **kwargs) -> Answer:
-        hung = self._hung()
+        login = name in LOGIN_PROBES
+        hung = self._hung(login)
         if hung is not None:
             # Not sent: the same API already timed out; report that observation instead of waiting again.
             answer = Answer(method=method, url=url, error=f"{hung.error} (API hung: not probed again)", kind="timeout")
         else:
-            answer = self.http.request(method, url, **kwargs)
+            read = self.profile.timeouts.login if login else self.profile.timeouts.read
+            answer = self.http.request(method, url, read=read, **kwargs)
+            if login and answer.kind == "timeout":
+                answer.error += " (timeouts.login)"  # not the API's timeouts.read, which every other probe waits
         self._answers[name] = answer
         return answer
 
     def gather(self) -> None:
-        """Send every probe once: the read-only ones concurrently, beside them the writing ones (opt-in) one after
+        """Send every probe once: the read-only ones concurrently, then the writing ones (opt-in) one after
         another, then those that need a token, then the logout of the probe's login."""
         with self._lock:
             if self._gathered:
@@ -142,23 +178,41 @@ class Api:
                 # No username, no password: the framework refuses it (422) before the handler could log anyone in.
                 "login_route": lambda: self._send("login_route", "POST", self.url("login"), json={}, headers=headers),
                 **{f"validate_{kind}": (lambda kind=kind: self._send_bad_token(kind)) for kind in BAD_TOKENS},
+                **{
+                    f"default_secret[{label}]": (
+                        lambda label=label, token=token: self._send_default_secret(label, token)
+                    )
+                    for label, token in self._default_secret_tokens().items()
+                },
+                # A browser's preflight before it sends a token from a foreign page: no credentials in it.
+                "cors_preflight": lambda: self._send(
+                    "cors_preflight",
+                    "OPTIONS",
+                    self.url("validate"),
+                    headers={
+                        "Origin": FOREIGN_ORIGIN,
+                        "Access-Control-Request-Method": "GET",
+                        "Access-Control-Request-Headers": "authorization",
+                    },
+                ),
             }
-            with ThreadPoolExecutor(max_workers=len(first) + 1) as pool:
-                futures = [pool.submit(probe) for probe in first.values()]
-                self._login = pool.submit(self._writing_probes).result()
-                for future in futures:
+            with ThreadPoolExecutor(max_workers=len(first)) as pool:
+                for future in [pool.submit(probe) for probe in first.values()]:
                     future.result()
+            self._login = self._writing_probes()
             bearer = self._bearer = signed if self._login is None else _from_login(self._login)
             headers = _authorization(bearer)
             second = {
-                "work_orders": ("GET", self.url("work_orders", bearer.user_id)),
-                "dispensers": ("GET", self.url("dispensers", bearer.user_id)),
-                "validate_valid": ("GET", self.url("validate")),
+                "work_orders": ("GET", self.url("work_orders", bearer.user_id), headers),
+                "dispensers": ("GET", self.url("dispensers", bearer.user_id), headers),
+                "validate_valid": ("GET", self.url("validate"), headers),
+                "cors_with_token": ("GET", self.url("validate"), headers | {"Origin": FOREIGN_ORIGIN}),
             }
             if self._login is None:
-                second["logout_route"] = ("GET", self.url("logout"))  # 405 from the router; the handler never runs
+                # 405 from the router; the handler never runs
+                second["logout_route"] = ("GET", self.url("logout"), headers)
             with ThreadPoolExecutor(max_workers=len(second)) as pool:
-                for future in [pool.submit(self._send, n, m, u, headers=headers) for n, (m, u) in second.items()]:
+                for future in [pool.submit(self._send, n, m, u, headers=h) for n, (m, u, h) in second.items()]:
                     future.result()
             if self._login is not None and self._login.token:
                 self._send("logout", "POST", self.url("logout"), headers=headers)  # ends the probe's own session
@@ -225,6 +279,22 @@ class Api:
         headers = {"Origin": FOREIGN_ORIGIN} | ({} if token is None else {"Authorization": f"Bearer {token}"})
         return self._send(f"validate_{kind}", "GET", self.url("validate"), headers=headers)
 
+    def _default_secret_tokens(self) -> dict[str, str]:
+        """By label, a token with the claims of a valid one signed with each published default secret (nothing is
+        sent for them); signed here, before the probes' threads, because warning filters are process-wide."""
+        claims = self._claims(self._test_user[0])
+        with warnings.catch_warnings():
+            # Short keys are the point of these tokens: PyJWT >= 2.10 warns about each one.
+            warnings.filterwarnings("ignore", message="The HMAC key is")
+            return {label: _sign(claims, key) for label, key in DEFAULT_SECRETS.items()}
+
+    def _send_default_secret(self, label: str, token: str) -> Answer:
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = self._send(f"default_secret[{label}]", "GET", self.url("validate"), headers=headers)
+        if answer.ok:
+            secrets.register(DEFAULT_SECRETS[label])  # accepted: it is the backend's own secret
+        return answer
+
     # -- what checks read --------------------------------------------------
     def answer(self, name: str) -> Answer:
         """The stored answer of one probe (gathering all probes on first use)."""
@@ -235,6 +305,11 @@ class Api:
         """The login probe's outcome; None when login_probe is off."""
         self.gather()
         return self._login
+
+    def default_secret_answers(self) -> dict[str, Answer]:
+        """The validate route's answer to a token signed with each published default secret, by its label."""
+        self.gather()
+        return {label: self._answers[f"default_secret[{label}]"] for label in DEFAULT_SECRETS}
 
     def bearer(self) -> Bearer:
         """The token the protected probes carried (the login's with login_probe, else a signed one)."""

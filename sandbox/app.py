@@ -50,11 +50,19 @@ PAGE = 100
 WORKFOSSA_TIMEOUT = 30.0  # the deployed login gives its browser 30 s
 
 ENV = read_env(ENV_FILE)
-SECRET_KEY = ENV.get("SECRET_KEY") or os.environ.get("SECRET_KEY", "")
+
+
+def setting(name: str) -> str:
+    """A setting from the process environment, else the .env: the environment wins, as with pydantic-settings
+    and python-dotenv's load_dotenv (which never overrides a variable already set)."""
+    return os.environ.get(name) or ENV.get(name, "")
+
+
+SECRET_KEY = setting("SECRET_KEY")
 if not SECRET_KEY:
-    raise SystemExit("SECRET_KEY missing from the .env file")
+    raise SystemExit("SECRET_KEY missing from the environment and the .env file")
 # Development mode accepts any password at login (and stores it); production checks it on WorkFossa.
-DEV_MODE = (ENV.get("WORKFOSSA_DEV_MODE") or os.environ.get("WORKFOSSA_DEV_MODE", "")).lower() == "true"
+DEV_MODE = setting("WORKFOSSA_DEV_MODE").lower() == "true"
 MASTER_KEY = ENV.get("FOSSAWORK_MASTER_KEY", "")
 if V2 and not MASTER_KEY:
     raise SystemExit("FOSSAWORK_MASTER_KEY missing from the .env file")
@@ -243,11 +251,18 @@ async def middleware(request: Request, call_next):
         log_error(f"Unhandled {type(exc).__name__}: {exc}")
         response = JSONResponse({"detail": "Internal server error"}, status_code=500)
     origin = request.headers.get("origin")
+    preflight = request.method == "OPTIONS" and "access-control-request-method" in request.headers
     if fault("cors_wildcard"):
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Allow-Credentials"] = "true"
-    elif origin in ALLOWED_ORIGINS or (origin and response.status_code == 401 and fault("cors_reflects_origin")):
-        # The second case: an error path that echoes any Origin with credentials, as deployed FossaWork's 401s can.
+    elif (
+        origin in ALLOWED_ORIGINS
+        or (origin and response.status_code == 401 and fault("cors_reflects_origin"))
+        or (origin and preflight and fault("cors_preflight_reflects_origin"))
+    ):
+        # The second case: an error path that echoes any Origin with credentials, as deployed FossaWork's 401s can;
+        # the third: Starlette's CORSMiddleware given allow_origins=["*"] with allow_credentials=True, which answers
+        # a preflight by echoing its Origin.
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Vary"] = "Origin"

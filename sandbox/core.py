@@ -256,6 +256,8 @@ class Sandbox:
             "run_dir": r / "run",
             # What the service manager stand-in captures of the backend's stdout and stderr: its journal.
             "backend_journal": r / "run" / "backend.out",
+            # The service manager's Environment= for the backend (a systemd drop-in), KEY=VALUE lines, if any.
+            "backend_environment": r / "run" / "backend.environment",
             "browser": r / "bin" / "chromium",
             "fault_dir": r / "faults",
             "attic": r / "attic",
@@ -615,6 +617,7 @@ class Sandbox:
         )
         if self.backend_user.get("dedicated"):
             env.update(HOME=str(p["backend_dir"]), USER=SERVICE_USER, LOGNAME=SERVICE_USER)
+        env.update(seed.read_env(p["backend_environment"]))
         return env
 
     def spawn_backend(self, name: str, port: int) -> int:

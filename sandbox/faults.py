@@ -194,7 +194,13 @@ _flag(
     LOGIN_DOWN | {"test_api_endpoint_answers_200_with_json[health]"},
 )
 _flag("api_slow", "Every API request is delayed 1.5 s.", "api", {"test_api_latency_is_under_threshold"})
-_flag("validate_accepts_any", "The token validation route answers 200 to any token, even none.", "auth", BAD_TOKENS)
+_flag(
+    "validate_accepts_any",
+    "The token validation route answers 200 to any token, even none.",
+    "auth",
+    # Any token: one signed with a published secret too.
+    BAD_TOKENS | {"test_tokens_signed_with_default_secrets_are_refused"},
+)
 _flag(
     "alg_none_accepted",
     "Tokens signed with alg 'none' are accepted by validation and the protected routes.",
@@ -238,6 +244,13 @@ _flag(
     "security",
     {"test_api_does_not_allow_any_origin_with_credentials"},
 )
+_flag(
+    "cors_preflight_reflects_origin",
+    "Preflights (OPTIONS with Access-Control-Request-Method) from any Origin are answered with that Origin and"
+    " Allow-Credentials: true, as a CORS middleware allowing '*' with credentials does.",
+    "security",
+    {"test_api_does_not_allow_any_origin_with_credentials"},
+)
 
 
 def _rewrite_env(sb, rec, **values: str) -> None:
@@ -267,11 +280,30 @@ DEFAULT_SECRET = "your-secret-key-here-change-in-production-please"
 @fault(
     "jwt_default_secret",
     f"Backend restarted with the well-known example secret {DEFAULT_SECRET!r}.",
-    {"test_jwt_secret_is_not_a_known_default"},
+    {"test_jwt_secret_is_not_a_known_default", "test_tokens_signed_with_default_secrets_are_refused"},
     category="auth",
 )
 def _jwt_default(sb, rec):
     _rewrite_env(sb, rec, SECRET_KEY=DEFAULT_SECRET)
+
+
+# Not the one-word example: registered for redaction once accepted, it would mask that word in every check name.
+PROCESS_ENV_SECRET = "changeme"
+
+
+@fault(
+    "weak_secret_in_process_env",
+    f"Backend restarted with SECRET_KEY={PROCESS_ENV_SECRET} in its service environment (a drop-in of the service"
+    " manager) while its .env keeps the strong secret: the environment wins, and the suite reads the .env.",
+    {"test_tokens_signed_with_default_secrets_are_refused"},
+    category="auth",
+)
+def _weak_secret_in_process_env(sb, rec):
+    drop_in = sb.paths["backend_environment"]
+    drop_in.write_text(f"SECRET_KEY={PROCESS_ENV_SECRET}\n")
+    rec["created"].append(str(drop_in))
+    sb.restart_component("backend")
+    rec["restart"].append("backend")
 
 
 @fault(

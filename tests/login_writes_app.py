@@ -4,7 +4,8 @@ FastAPI under a real uvicorn over a real WAL-mode SQLite file. Its login takes a
 application's does, so a body without username and password is refused with 422 before the handler runs; the
 handler "forwards" the credentials to WorkFossa (counted, failed ones apart), then, on success, writes the user's
 last-used time and its credentials re-encrypted with Fernet into user_credentials. With APP_ACCEPT_ANY=1 it
-accepts any password and stores it, as FossaWork V2 does in WORKFOSSA_DEV_MODE. Every request is appended to
+accepts any password and stores it, as FossaWork V2 does in WORKFOSSA_DEV_MODE; APP_LOGIN_SECONDS is how long its
+login takes. Every request is appended to
 APP_RECORD as one JSON line: method, path, start and end, and whether the login handler ran.
 """
 
@@ -28,6 +29,8 @@ SECRET_KEY = os.environ["APP_SECRET_KEY"]
 FERNET = Fernet(os.environ["APP_FERNET_KEY"].encode())
 ACCEPT_ANY = os.environ.get("APP_ACCEPT_ANY") == "1"
 PASSWORDS = json.loads(os.environ["APP_PASSWORDS"])  # email -> the WorkFossa password that logs in
+# The browser session to WorkFossa: long enough for concurrent logins to overlap (production: 10-30 s).
+LOGIN_SECONDS = float(os.environ.get("APP_LOGIN_SECONDS", "0.2"))
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -77,7 +80,7 @@ async def health():
 @app.post("/api/auth/login")
 async def login(body: LoginRequest):
     record(handler="login", username=body.username)
-    await asyncio.sleep(0.2)  # the browser session to WorkFossa: long enough for concurrent logins to overlap
+    await asyncio.sleep(LOGIN_SECONDS)
     accepted = ACCEPT_ANY or PASSWORDS.get(body.username) == body.password
     record(workfossa_login=body.username, failed=not accepted)
     if not accepted:

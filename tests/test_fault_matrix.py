@@ -157,6 +157,11 @@ P1_FAULTS = {
     "login_accepts_any",
     "jwt_short_secret",
     "jwt_default_secret",
+    "weak_secret_in_process_env",  # the running backend signs with a published secret
+    # A foreign page can call the API with the user's credentials: a security breach.
+    "cors_wildcard",
+    "cors_reflects_origin",
+    "cors_preflight_reflects_origin",
     "db_world_readable",
     "env_world_readable",
     "credentials_world_readable",

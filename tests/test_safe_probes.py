@@ -24,6 +24,7 @@ import requests
 from cryptography.fernet import Fernet
 from hostile_servers import assert_ran_cleanly, offline_profile, run_suite, write_targets
 
+from observe.api import DEFAULT_SECRETS
 from observe.db import connect_ro
 from sandbox import Sandbox, seed
 from sandbox.seed import random_secret
@@ -45,11 +46,13 @@ def free_port() -> int:
 class LoginApp:
     """tests/login_writes_app.py under uvicorn, its database and its record of requests."""
 
-    def __init__(self, root: Path, accept_any: bool):
+    def __init__(self, root: Path, accept_any: bool, secret_key: str | None = None, login_seconds: float = 0.2):
         self.root = root
         self.db = root / "backend" / "fossawork_v2.db"
         self.record = root / "requests.jsonl"
-        self.secret_key = random_secret(48)
+        self.secret_key = secret_key or random_secret(48)
+        # What the suite is told the secret is (environment, env_file): the app's own unless a test says otherwise.
+        self.told_secret_key = self.secret_key
         self.fernet_key = Fernet.generate_key()
         self.fernet = Fernet(self.fernet_key)
         self.passwords = {email: random_secret(20) for email in (TEST_USER, *OTHERS)}
@@ -64,6 +67,7 @@ class LoginApp:
             "APP_FERNET_KEY": self.fernet_key.decode(),
             "APP_ACCEPT_ANY": "1" if accept_any else "0",
             "APP_PASSWORDS": json.dumps(self.passwords),
+            "APP_LOGIN_SECONDS": str(login_seconds),
         }
         command = [sys.executable, "-m", "uvicorn", "login_writes_app:app", "--app-dir", str(TESTS)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
@@ -116,7 +120,7 @@ class LoginApp:
     def requests(self) -> list[dict]:
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
-    def run_suite(self, tmp_path: Path, env: dict):
+    def run_suite(self, tmp_path: Path, env: dict, select: tuple[str, ...] = ("-m", "auth or backend")):
         values = offline_profile(
             tmp_path,
             self.url,
@@ -133,8 +137,8 @@ class LoginApp:
             },
         )
         targets = write_targets(tmp_path / "t.toml", "app", values)
-        secrets = {"SECRET_KEY": self.secret_key, "FOSSAWORK_TEST_PASSWORD": self.passwords[TEST_USER]}
-        return run_suite(targets, "app", "-m", "auth or backend", env={**secrets, **env})
+        secrets = {"SECRET_KEY": self.told_secret_key, "FOSSAWORK_TEST_PASSWORD": self.passwords[TEST_USER]}
+        return run_suite(targets, "app", *select, env={**secrets, **env})
 
 
 @pytest.fixture
@@ -142,8 +146,8 @@ def login_app(tmp_path):
     """Start the app (``login_app(accept_any=False)``); stopped by pid after the test."""
     started = []
 
-    def start(accept_any: bool = False) -> LoginApp:
-        started.append(LoginApp(tmp_path / "target", accept_any))
+    def start(accept_any: bool = False, **options) -> LoginApp:
+        started.append(LoginApp(tmp_path / "target", accept_any, **options))
         return started[-1]
 
     yield start
@@ -173,6 +177,7 @@ def test_the_default_probes_change_nothing_and_reach_no_login_handler(tmp_path, 
         "test_auth_route_exists[login]",
         "test_auth_route_exists[validate]",
         "test_auth_route_exists[logout]",
+        "test_tokens_signed_with_default_secrets_are_refused",
     ):
         assert run.outcome(check) == "passed", (check, run.cases[check], run.output[-3000:])
     assert "login_probe is off" in run.message("test_login_with_test_user_succeeds")
@@ -217,6 +222,43 @@ def test_the_wrong_password_goes_first_and_never_beside_the_login(tmp_path, logi
     assert wrong == ("failed" if accept_any else "passed"), run.cases["test_login_rejects_wrong_password"]
 
 
+def test_a_backend_signing_with_a_published_secret_fails_whatever_the_suite_reads(tmp_path, login_app):
+    # The running process took a published secret (its environment wins over .env); the suite reads a strong one.
+    published = DEFAULT_SECRETS["FastAPI tutorial"]
+    app = login_app(secret_key=published)
+    app.told_secret_key = random_secret(48)
+    run = app.run_suite(tmp_path, DEFAULTS)
+    app.stop()
+    assert_ran_cleanly(run)
+    assert run.outcome("test_jwt_secret_is_not_a_known_default") == "passed"  # the strong one it reads
+    check = "test_tokens_signed_with_default_secrets_are_refused"
+    assert run.outcome(check) == "failed", run.cases[check]
+    message = run.message(check)
+    assert "GET /api/auth/me" in message.replace(app.url, "") and "-> 200" in message, message
+    assert "'FastAPI tutorial'" in message, message
+    assert published not in run.output and published not in message  # the backend's secret is never printed
+
+
+@pytest.mark.parametrize(
+    "login_timeout, outcome", [(5.0, "passed"), (0.5, "failed")], ids=["within-timeouts.login", "past-it"]
+)
+def test_a_slow_login_waits_timeouts_login_and_hangs_no_other_probe(tmp_path, login_app, login_timeout, outcome):
+    # The login takes 2 s, twice timeouts.read (1 s): only timeouts.login decides, and its timeout is the login's.
+    app = login_app(login_seconds=2.0)
+    env = {**DEFAULTS, "FOSSAWORK_LOGIN_PROBE": "true", "FOSSAWORK_TIMEOUTS_LOGIN": str(login_timeout)}
+    run = app.run_suite(tmp_path, env, ("-k", "test_login_with_test_user_succeeds or test_api_latency"))
+    app.stop()
+    assert_ran_cleanly(run)
+    login = "test_login_with_test_user_succeeds"
+    assert run.outcome(login) == outcome, run.cases[login]
+    if outcome == "failed":
+        message = run.message(login)
+        assert f"timeout after {login_timeout:.1f} s (timeouts.login)" in message, message
+        assert f"within timeouts.login = {login_timeout:g} s" in message, message
+    # The health route answered: the latency samples after the login are sent, not written off as a hung API.
+    assert run.outcome("test_api_latency_is_under_threshold") == "passed", run.cases
+
+
 # -- the default probes against the sandbox's real auth faults ---------------------------------------
 
 # fault -> the auth and backend checks it fails with the default probes (no login, no wrong password).
@@ -226,13 +268,25 @@ DEFAULT_MATRIX = {
     # Logout answers 404 only from its handler, which GET never reaches: with login_probe it is proven (matrix).
     "auth_routes_missing": {"test_auth_route_exists[validate]", "test_token_from_login_validates"},
     "validate_accepts_any": {
-        f"test_validate_rejects_bad_token[{k}]"
-        for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
+        "test_tokens_signed_with_default_secrets_are_refused",
+        *(
+            f"test_validate_rejects_bad_token[{k}]"
+            for k in ("missing", "malformed", "expired", "wrong_signature", "alg_none", "alg_confusion")
+        ),
     },
     "alg_none_accepted": {"test_validate_rejects_bad_token[alg_none]"},
     "alg_confusion_accepted": {"test_validate_rejects_bad_token[alg_confusion]"},
     "api_500": {"test_api_endpoint_answers_200_with_json[dispensers]"},
     "cors_wildcard": {"test_api_does_not_allow_any_origin_with_credentials"},
+    "cors_reflects_origin": {"test_api_does_not_allow_any_origin_with_credentials"},
+    "cors_preflight_reflects_origin": {"test_api_does_not_allow_any_origin_with_credentials"},
+    # The backend signs with its environment's secret, not the .env's the suite signs with: its token is refused too.
+    "weak_secret_in_process_env": {
+        "test_tokens_signed_with_default_secrets_are_refused",
+        "test_token_from_login_validates",
+        "test_api_endpoint_answers_200_with_json[work_orders]",
+        "test_api_endpoint_answers_200_with_json[dispensers]",
+    },
     "login_accepts_any": set(),  # not probed by default: only wrong_password_probe can tell
 }
 
