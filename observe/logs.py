@@ -100,7 +100,6 @@ class Activity:
 
     category: str
     globs: list[str]
-    window: timedelta
     tail: Tail
     newest: Entry | None  # the newest dated entry inside the window
     before: Entry | None  # when the window is empty: the newest dated entry older than it
@@ -340,7 +339,7 @@ class Logs:
                 continue  # rotated away between the glob and the stat
             stats.append((path, st.st_size, st.st_mtime))
         globs = list(getattr(self.profile.logs, category))
-        return Activity(category, globs, window, tail, newest, before, stats)
+        return Activity(category, globs, tail, newest, before, stats)
 
     def _newest_entry(self, category: str, window: timedelta, now: datetime) -> tuple[Tail, Entry | None]:
         found: list[Entry] = []

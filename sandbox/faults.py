@@ -763,7 +763,7 @@ def _import_error(sb, rec):
     "backend_log_missing",
     "Backend error log file(s) moved aside to the attic (v2: the general log, which it keeps writing to).",
     {"test_backend_error_log_exists"},
-    # v2's general log is every active group but errors/, which is empty when all is well: all of them fall silent.
+    # In v2 the general log is in every active group (errors/ beside it is empty when all is well): all fall silent.
     fails_v2={"test_backend_error_log_exists", "test_active_logs_have_entries_in_their_window"},
     category="logs",
 )

@@ -7,10 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hostile_servers import assert_ran_cleanly, offline_profile, run_suite, write_targets
 
 from observe.logs import Logs
-from observe.profile import resolve
+from observe.profile import ProfileError, resolve
 
 SILENT = "test_active_logs_have_entries_in_their_window"
 REPORTED = f"(reported by {SILENT})"
@@ -122,3 +123,9 @@ def test_a_p2_run_on_a_silent_log_names_the_silence_as_the_root_cause(tmp_path):
     assert [c["id"] for c in causes] == [f"health/test_backend.py::{SILENT}"], run.output[-3000:]
     assert causes[0]["severity"] == "p3"
     assert any("test_backend_error_log_has_no_critical_error_pattern" in c for c in causes[0]["explains"])
+
+
+def test_an_active_group_that_is_not_a_group_of_logs_is_refused_in_one_line(tmp_path):
+    targets = write_targets(tmp_path / "t.toml", "t", {"logs": {"active": ["backend_errors", "general"]}})
+    with pytest.raises(ProfileError, match=r"logs\.active.*expected a list of 'backend_errors'.*got \["):
+        resolve(targets, "t", environ={})
