@@ -156,8 +156,40 @@ def test_backend_error_log_exists(logs):
 
 
 @pytest.mark.p3
+@fix("escalate", kb="log_source_silent")
+def test_active_logs_have_entries_in_their_window(on_host, logs, log_activity):
+    """Logs stopped: a log the application always writes holds no recent entry (rotated aside, logging moved).
+
+    Beyond the runbook: the checks that count errors in such a log would pass on nothing; [logs] active names
+    the groups the application writes all the time (error-only logs are empty on a healthy system).
+    """
+    depends_on(log_activity, "no log group is declared active ([logs] active): nothing to expect entries in")
+    silent: dict[str, list[str]] = {}  # evidence -> the groups it holds for: groups often share the general log
+    for group, activity in log_activity.items():
+        if activity.silent:
+            silent.setdefault(activity.evidence(logs.root), []).append(group)
+    minutes = on_host.thresholds.log_silence_minutes
+    expect(
+        not silent,
+        f"observed no entry in the last {minutes:g} min in "
+        + " | ".join(f"{', '.join(groups)} ({evidence})" for evidence, groups in silent.items())
+        + f" under {logs.root}, expected the application's lines in every active log group ({', '.join(log_activity)})",
+    )
+
+
+def _heard(log_activity, group: str) -> None:
+    """Skip a check that counts entries of ``group`` when that group is active and silent: it would observe
+    nothing, and the silence is the finding."""
+    activity = log_activity.get(group)
+    depends_on(
+        activity is None or not activity.silent,
+        f"the {group} logs hold no recent entry (reported by test_active_logs_have_entries_in_their_window)",
+    )
+
+
+@pytest.mark.p3
 @fix("fix-backend-issues", "api_errors")
-def test_backend_error_log_has_few_recent_errors(on_host, logs):
+def test_backend_error_log_has_few_recent_errors(on_host, logs, log_activity):
     """High error rate: recent errors in the backend error log.
 
     Differs from the runbook: "recent" means inside a time window, not "more than 5 of the last 10 lines".
@@ -165,6 +197,7 @@ def test_backend_error_log_has_few_recent_errors(on_host, logs):
     minutes = on_host.thresholds.backend_errors_window_minutes
     tail = logs.since("backend_errors", timedelta(minutes=minutes), keep=lambda e: e.is_error)
     depends_on(tail.files, "no backend error log (reported by test_backend_error_log_exists)")
+    _heard(log_activity, "backend_errors")
     errors = tail.entries
     limit = on_host.thresholds.backend_errors_max
     newest = f"; newest: {errors[-1].message[:120]!r}" if errors else ""
@@ -177,7 +210,7 @@ def test_backend_error_log_has_few_recent_errors(on_host, logs):
 
 @pytest.mark.p2
 @pytest.mark.parametrize("pattern", CRITICAL_PATTERNS)
-def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern):
+def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, log_activity, pattern):
     """Critical error pattern found (ConnectionError, DatabaseError, TimeoutError, MemoryError).
 
     Differs from the runbook: searched in the error window, not only in the last 10 lines.
@@ -185,6 +218,7 @@ def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern)
     minutes = on_host.thresholds.backend_errors_window_minutes
     tail = logs.since("backend_errors", timedelta(minutes=minutes), keep=lambda e: pattern in e.message)
     depends_on(tail.files, "no backend error log (reported by test_backend_error_log_exists)")
+    _heard(log_activity, "backend_errors")
     hits = tail.entries
     expect(
         not hits,
@@ -196,7 +230,7 @@ def test_backend_error_log_has_no_critical_error_pattern(on_host, logs, pattern)
 
 @pytest.mark.p2
 @fix("escalate", kb="backend_not_starting")
-def test_backend_logs_show_no_import_errors(on_host, startup_imports):
+def test_backend_logs_show_no_import_errors(on_host, startup_imports, log_activity):
     """Import errors in logs (backend not starting).
 
     Beyond the runbook: also in what the service manager captured of the backend's last start
@@ -204,6 +238,8 @@ def test_backend_logs_show_no_import_errors(on_host, startup_imports):
     name this one as their cause.
     """
     found = startup_imports()
+    if not found.output_read:  # nothing captured to read: the startup logs are all this check observes
+        _heard(log_activity, "startup")
     depends_on(found.observed, f"nothing to read: {found.evidence}")
     expect(
         not found.lines,
@@ -255,11 +291,12 @@ def test_api_port_is_held_by_the_backend(on_host, processes):
 
 @pytest.mark.p2
 @fix("fix-backend-issues", "api_errors")
-def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs):
+def test_error_logs_hold_few_errors_in_the_last_hour(on_host, logs, log_activity):
     """High error rate detected: more than 50 errors in the last hour across logs/errors.
 
     Differs from the runbook: counts entries timestamped inside the window, not every line of recently touched files.
     """
+    _heard(log_activity, "errors")
     minutes = on_host.thresholds.error_rate_window_minutes
     tail = logs.since("errors", timedelta(minutes=minutes), keep=lambda e: e.is_error)
     depends_on(tail.files, f"no error log to count in: {tail.evidence()} (reported by test_backend_error_log_exists)")

@@ -29,6 +29,7 @@ BLOCK = 64 * 1024
 MAX_LINE = 1024 * 1024  # a longer line is malformed; it is skipped without being held in memory
 MAX_CONTINUATION = 200  # lines after a text entry taken as its traceback; more are malformed
 FUTURE_SLACK = timedelta(minutes=5)  # clock skew tolerated before an entry counts as "in the future"
+EVER = timedelta(days=3660)  # a window reaching past any log's first line: tail_bytes bounds the read
 ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL", "EXCEPTION"}
 TEXT_LINE = re.compile(
     r"^(?P<ts>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s*\|\s*(?P<level>\w+)\s*\|"
@@ -90,6 +91,41 @@ class Outcomes:
 
     def as_dict(self) -> dict:
         return {"attempts": self.attempts, "failed": self.failed, "read": self.evidence}
+
+
+@dataclass
+class Activity:
+    """What one log group received in a window: its newest entry there, or, when there is none, its newest entry
+    at all and what its files look like (a file the application no longer writes is empty or stops growing)."""
+
+    category: str
+    globs: list[str]
+    tail: Tail
+    newest: Entry | None  # the newest dated entry inside the window
+    before: Entry | None  # when the window is empty: the newest dated entry older than it
+    files: list[tuple[Path, int, float]]  # (path, size, mtime) of every file the globs matched
+
+    @property
+    def silent(self) -> bool:
+        return self.newest is None
+
+    def evidence(self, root: Path) -> str:
+        """Its files (relative to ``root``) with size and last write, and its newest entry; not its name."""
+        files = "; ".join(
+            f"{path.relative_to(root) if path.is_relative_to(root) else path} {size} B written "
+            f"{datetime.fromtimestamp(mtime, UTC):%Y-%m-%d %H:%M:%S} UTC"
+            for path, size, mtime in self.files[:5]
+        ) + (f"; {len(self.files) - 5} more" if len(self.files) > 5 else "")
+        if self.newest is not None:
+            entry = f"newest entry at {self.newest.timestamp:%Y-%m-%d %H:%M:%S} UTC: {self.newest.message[:80]!r}"
+        elif self.before is not None:
+            entry = f"newest entry at {self.before.timestamp:%Y-%m-%d %H:%M:%S} UTC, before the window"
+        else:
+            entry = "no dated entry at all"
+        problems = [f"{self.tail.malformed} malformed line(s)"] if self.tail.malformed else []
+        problems += [f"{self.tail.future} entries in the future"] if self.tail.future else []
+        problems += self.tail.problems
+        return "; ".join([files or f"no file matches {', '.join(self.globs)}", entry, *problems])
 
 
 def parse_line(raw: bytes, zone: tzinfo) -> Entry | None:
@@ -288,6 +324,32 @@ class Logs:
                     tail.capped = True
             tail.malformed += len(orphans)
             tail.bytes_read += counter[0]
+
+    def activity(self, category: str, window: timedelta) -> Activity:
+        """Whether the category received an entry in the last ``window``: its newest one there, else its newest."""
+        now = datetime.now(UTC)
+        tail, newest = self._newest_entry(category, window, now)
+        # Only for a silent group: every file is then read back to the start of its tail_bytes.
+        before = None if newest is not None else self._newest_entry(category, EVER, now)[1]
+        stats = []
+        for path in tail.files:
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # rotated away between the glob and the stat
+            stats.append((path, st.st_size, st.st_mtime))
+        globs = list(getattr(self.profile.logs, category))
+        return Activity(category, globs, tail, newest, before, stats)
+
+    def _newest_entry(self, category: str, window: timedelta, now: datetime) -> tuple[Tail, Entry | None]:
+        found: list[Entry] = []
+
+        def note(entry: Entry) -> bool:
+            if not found or entry.timestamp > found[0].timestamp:
+                found[:] = [entry]
+            return False  # only the newest is kept: a busy general log's window is tens of thousands of lines
+
+        return self.since(category, window, now, keep=note), (found[0] if found else None)
 
     def newest(self, category: str) -> tuple[Path | None, float | None]:
         """The category's most recently written file and its age in hours (None, None when there is none)."""

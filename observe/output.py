@@ -80,7 +80,12 @@ class ImportErrors:
 
     lines: list[str]
     evidence: str
-    observed: bool  # a startup log or the captured output was there to read
+    logs_read: bool  # a startup log was there to read
+    output_read: bool  # the captured output was there to read
+
+    @property
+    def observed(self) -> bool:
+        return self.logs_read or self.output_read
 
 
 def import_errors(profile: Profile, logs: Logs) -> ImportErrors:
@@ -91,5 +96,5 @@ def import_errors(profile: Profile, logs: Logs) -> ImportErrors:
     tail = logs.since("startup", timedelta(minutes=minutes), keep=lambda e: named(e.message))
     output = last_start(profile, minutes * 60, profile.logs.tail_bytes)
     lines = [e.message.splitlines()[-1] for e in tail.entries] + [line for line in output.lines if named(line)]
-    observed = bool(tail.files) or not output.problem
-    return ImportErrors(lines, f"{tail.evidence()}; captured output: {output.evidence()}", observed)
+    evidence = f"{tail.evidence()}; captured output: {output.evidence()}"
+    return ImportErrors(lines, evidence, bool(tail.files), not output.problem)

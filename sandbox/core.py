@@ -1017,7 +1017,8 @@ class Sandbox:
                 # v2 has no dispensers route: they come inside the work-order list.
                 "dispensers": "/api/v1/work-orders/?user_id={user_id}" if v2 else "/api/dispensers",
             },
-            "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()},
+            "logs": {k: list(v) for k, v in logfmt.GLOBS[self.layout].items()}
+            | {"active": list(logfmt.ACTIVE[self.layout])},
             # FossaWork V2 records automation outcomes as rows, not log lines.
             **({"automation": {"table": "automation_jobs"}} if v2 else {}),
             # The sandbox answers on loopback in milliseconds (1.5 s under its api_slow fault), so waiting the

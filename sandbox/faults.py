@@ -795,6 +795,8 @@ def _import_error(sb, rec):
     "backend_log_missing",
     "Backend error log file(s) moved aside to the attic (v2: the general log, which it keeps writing to).",
     {"test_backend_error_log_exists"},
+    # In v2 the general log is in every active group (errors/ beside it is empty when all is well): all fall silent.
+    fails_v2={"test_backend_error_log_exists", "test_active_logs_have_entries_in_their_window"},
     category="logs",
 )
 def _backend_log_missing(sb, rec):
@@ -802,6 +804,28 @@ def _backend_log_missing(sb, rec):
     for pattern in logfmt.GLOBS[sb.layout]["backend_errors"]:
         for f in sorted(log_dir.glob(pattern)):
             sb.move_aside(f, rec)
+
+
+@fault(
+    "log_rotated_without_reopen",
+    "logrotate without copytruncate: the general log renamed to .1 and an empty one created in its place, with its"
+    " owner and mode; the backend keeps writing to the renamed file, as it opens its logs only when it starts.",
+    {"test_active_logs_have_entries_in_their_window"},
+    layouts=("v2",),
+    category="logs",
+)
+def _log_rotated_without_reopen(sb, rec):
+    log_dir = sb.paths["log_dir"]
+    for pattern in logfmt.GLOBS["v2"]["backend_errors"]:
+        for log in sorted(log_dir.glob(pattern)):
+            rotated = log.with_name(log.name + ".1")
+            mode = log.stat().st_mode & 0o7777
+            log.rename(rotated)
+            # Cleared as a file moved aside: what lands in the new file meanwhile is kept after the rotated lines.
+            rec["moved"].append([str(log), str(rotated)])
+            log.touch()
+            log.chmod(mode)
+            sb.give_to_backend(log)
 
 
 @fault(

@@ -54,6 +54,11 @@ GLOBS = {
     },
 }
 
+# The groups whose logs the running backend writes all the time ([logs] active): v2's general log gets its
+# start-up and request lines (and is every group but automation); the runbook layout's backend/*.jsonl holds
+# its general and request logs. The error logs are empty when all is well.
+ACTIVE = {"runbook": ("startup",), "v2": ("backend_errors", "errors", "startup")}
+
 
 APP_ERROR_LOGGER = "fossawork.api.errors"  # the logger of errors the running app writes
 
