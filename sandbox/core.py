@@ -101,9 +101,17 @@ def ensure_frontend_deps(timeout: float = 600) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: every socket stays bound until all are chosen, or the kernel may hand the same
+    port out twice (the API and the frontend once got one port, and the backend died at start)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _proc_create_time(pid: int) -> float | None:
@@ -379,7 +387,7 @@ class Sandbox:
             "layout": self.layout,
             "owns_root": self.owns_root,
             "created": time.time(),
-            "ports": {"api": free_port(), "frontend": free_port(), "workfossa": free_port()},
+            "ports": dict(zip(("api", "frontend", "workfossa"), free_ports(3), strict=True)),
             "backend_user": account,
             "data_fs": data_fs,
             "procs": {},
