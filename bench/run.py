@@ -41,6 +41,7 @@ import resource
 import shutil
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -517,6 +518,34 @@ def realsize_rows(tmp: Path, env: dict, n_warm: int, n_slow: int) -> tuple[list[
     ]
 
 
+def bytecode_fact(env: dict) -> str:
+    """How much of the suite's code the timed runs load as bytecode that setup.sh compiled (the rest they compile).
+
+    A module counts when its plain bytecode or pytest's assertion-rewritten one (the plugins, conftest.py and the
+    checks) matches its source's modification time and size, as Python and pytest check before using it.
+    """
+    import importlib.util
+
+    import pytest
+
+    sources = [
+        ROOT / "conftest.py",
+        *(p for d in ("observe", "fixtures", "remediation", "health") for p in (ROOT / d).rglob("*.py")),
+    ]
+    fresh = 0
+    for source in sources:
+        stat = source.stat()
+        stamp = struct.pack("<II", int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+        plain = Path(importlib.util.cache_from_source(str(source)))
+        rewritten = plain.with_name(f"{source.stem}.{sys.implementation.cache_tag}-pytest-{pytest.__version__}.pyc")
+        fresh += any(pyc.exists() and pyc.read_bytes()[8:16] == stamp for pyc in (plain, rewritten))
+    setting = env.get("PYTHONDONTWRITEBYTECODE") or "unset"
+    return (
+        f"the suite's bytecode: up to date for {fresh} of its {len(sources)} modules (setup.sh compiles them); "
+        f"`PYTHONDONTWRITEBYTECODE` is {setting} here (when set, every run compiles a module without it again)"
+    )
+
+
 def summary_line(output: str) -> str:
     found = re.findall(r"^=*\s*(\d+ (?:passed|failed|skipped|error).*?) in [\d.]+s", output, re.M)
     return found[-1] if found else "?"
@@ -565,12 +594,8 @@ def main() -> int:
         floor_dir.mkdir()
         (floor_dir / "test_trivial.py").write_text("def test_trivial():\n    assert True\n")
         bare_env = {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        # The same p1 run with its bytecode cached, as a deployment without PYTHONDONTWRITEBYTECODE runs it from
-        # its second run on: the cache goes to the temporary directory, and one run first fills it.
-        cached_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        cached_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-        run(pytest_cmd("-m", "p1", *live), env=cached_env)
-        bare, floor, p1, p1_cached = [], [], [], []
+        facts.append(bytecode_fact(env))
+        bare, floor, p1 = [], [], []
         for i in range(n_floor):
             say(f"floors / p1 healthy, run {i + 1}/{n_floor}")
             done = run(pytest_cmd("-q", "test_trivial.py"), cwd=floor_dir, env=bare_env)
@@ -582,7 +607,6 @@ def main() -> int:
             done = run(pytest_cmd("-m", "p1", *live), env=env)
             assert done.code == 0, done.output[-3000:]
             p1.append(done.seconds)
-            p1_cached.append(run(pytest_cmd("-m", "p1", *live), env=cached_env).seconds)
         p1_summary = summary_line(done.output)
         rows.append(
             Row(
@@ -609,18 +633,6 @@ def main() -> int:
                 "run; the suite turns off those it does not use, so this ratio flatters it",
             )
         )
-        dont_write = env.get("PYTHONDONTWRITEBYTECODE") or "unset"
-        rows.append(
-            Row(
-                "`pytest -m p1`, healthy sandbox, the suite's bytecode cached (informative: "
-                f"`PYTHONDONTWRITEBYTECODE` is {dont_write} here, so the rows above compile the suite every run)",
-                p1_cached,
-                "floor: autoloading off (as in the first row)",
-                bare,
-                f"{median(p1_cached) / median(bare):.2f}× the floor",
-            )
-        )
-
         # ---- the fingerprint's cost on the P1 path: the same run without it, interleaved, each first in turn ----
         with_fp, without_fp = [], []
         for i in range(2 * n_fast):

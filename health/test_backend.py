@@ -277,10 +277,10 @@ def test_api_port_is_held_by_the_backend(on_host, processes):
     url = urlparse(on_host.api_url)
     depends_on(url.hostname in ("localhost", "127.0.0.1", "::1"), f"the API is on another host ({url.hostname})")
     port = url.port or (443 if url.scheme == "https" else 80)
-    holder = processes.listener(port)
-    depends_on(holder is not None, f"nothing listens on port {port} (reported by test_backend_process_is_running)")
     backend = {p.pid for p in processes.matching(on_host.backend_process, on_host.backend_cwd)}
     backend |= {child for pid in backend for child in processes.descendants(pid)}
+    holder = processes.listener(port, likely=backend)
+    depends_on(holder is not None, f"nothing listens on port {port} (reported by test_backend_process_is_running)")
     owner = processes.procs.get(holder)
     expect(
         holder in backend,

@@ -18,6 +18,8 @@ directory, after everything else it printed.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import sys
@@ -91,6 +93,13 @@ def pytest_fossawork_resolve_fix(item: pytest.Item):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # The ~60,000 objects a run builds (pytest's, the plugins', the observations) live until the process exits,
+    # where CPython's finalization walks them all again in its last collections: ~30 ms of a 0.4 s P1 verdict,
+    # after every output is written. Frozen at exit, they are left to the OS, which takes their memory back
+    # anyway; what is still cyclic garbage by then (a few sockets and locks) is closed with the process too.
+    # Registered once per process, however many runs it holds (pytester's in-process runs).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     # tryfirst: the HTML path must be set before pytest-html's own pytest_configure reads it.
     if hasattr(config, "workerinput"):
         return

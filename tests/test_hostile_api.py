@@ -45,3 +45,20 @@ def test_a_run_against_an_api_answering_garbage_fails_with_the_reason(tmp_path, 
     assert outcome == "failed" and reason in message, message
     outcome, message = run.cases["test_login_with_test_user_succeeds"]
     assert outcome == "failed" and "no access_token" in message, message
+
+
+@pytest.mark.parametrize(("no_proxy", "via"), [("", b"proxy"), ("127.0.0.1", b"direct")])
+def test_a_proxy_the_environment_names_carries_the_probes_unless_no_proxy_covers_the_host(monkeypatch, no_proxy, via):
+    # As requests did before it: a host that reaches its alert receiver only through a proxy keeps paging.
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with HostileServer("answer", body=b"direct") as target, HostileServer("answer", body=b"proxy") as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", no_proxy)
+        client = Http(0.5, 1.0)
+        try:
+            answer = client.request("GET", target.url + "/api/health")
+        finally:
+            client.close()
+    assert (answer.status, answer.body) == (200, via), answer.describe()
