@@ -1,6 +1,7 @@
 """Duplicate frontend servers are servers of this frontend, not command lines that mention ``vite``."""
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,11 @@ def run_check(sandbox: Sandbox) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+def listens(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_a_vite_build_and_another_projects_vite_are_not_a_second_dev_server(tmp_path):
     with Sandbox(layout="runbook") as sandbox:
         frontend = sandbox.paths["frontend_dir"]
@@ -25,14 +31,19 @@ def test_a_vite_build_and_another_projects_vite_are_not_a_second_dev_server(tmp_
         other = tmp_path / "other-project"
         shutil.copytree(frontend, other, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
         (other / "node_modules").symlink_to(frontend / "node_modules")
+        port = sandbox.free_port()
         procs = [
             # A build that stays up (watch mode) in this frontend's directory: no listening socket.
             subprocess.Popen([*vite, "build", "--watch", "--outDir", str(tmp_path / "dist")], cwd=frontend),
             # Another project's dev server on the same host.
-            subprocess.Popen([*vite, "--port", str(sandbox.free_port()), "--strictPort"], cwd=other),
+            subprocess.Popen([*vite, "--port", str(port), "--strictPort"], cwd=other),
         ]
         try:
-            time.sleep(3)  # both are up (the build has started watching, the other server listens)
+            # Both are up: the build has written its first output and watches, the other server listens.
+            deadline = time.monotonic() + 30
+            while not ((tmp_path / "dist" / "index.html").exists() and listens(port)):
+                assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+                time.sleep(0.1)
             assert all(p.poll() is None for p in procs)
             done = run_check(sandbox)
         finally:

@@ -5,8 +5,10 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from remediation_support import run_script
 
@@ -14,6 +16,7 @@ from observe import profile as profiles
 from observe.db import integrity, row_checksums
 from remediation.actions import core
 from remediation.actions.database import backup_database
+from remediation.actions.services import end_processes
 from remediation.scripts import module_name, scripts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +152,29 @@ def test_the_service_is_stopped_by_its_pid_file_only(tmp_path, tree):
     assert proc.poll() is None and "not running" in output
     proc.kill()
     proc.wait()
+
+
+def test_a_stopped_service_its_parent_has_not_reaped_yet_is_ended_at_once(tmp_path):
+    # A parent that never reaps (as the sandbox's test process, or a slow supervisor): the service exits on SIGTERM
+    # and stays a zombie. It has ended; waiting out the grace and sending SIGKILL would cost 2 x 10 s and misreport.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, time; print(subprocess.Popen(['sleep', '60']).pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        service = psutil.Process(int(parent.stdout.readline()))
+        started = time.monotonic()
+        assert end_processes([service], grace=10.0) == f"ended pids {service.pid}"
+        assert time.monotonic() - started < 5.0
+        assert service.status() == psutil.STATUS_ZOMBIE  # still unreaped: only its parent can reap it
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_secrets_from_the_env_file_never_reach_output_or_audit(tmp_path, tree):

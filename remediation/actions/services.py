@@ -17,6 +17,32 @@ from remediation.actions.logs import preserve_evidence
 STOP_GRACE_SECONDS = 10.0
 
 
+def _running(p: psutil.Process) -> bool:
+    """Whether the process still runs. One that has exited is gone even while it waits, a zombie, for its parent
+    (the service manager, or whoever started it) to reap it: psutil.wait_procs waits on those until its timeout."""
+    try:
+        p.wait(timeout=0)  # reaps it when it is this process's own child
+        return False
+    except psutil.TimeoutExpired:
+        pass
+    except psutil.Error:
+        return False
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait at most ``timeout`` seconds for the processes to exit; those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
 def end_processes(procs: list[psutil.Process], grace: float = STOP_GRACE_SECONDS) -> str:
     """SIGTERM, then SIGKILL after ``grace`` seconds, to exactly these processes."""
     for p in procs:
@@ -24,13 +50,13 @@ def end_processes(procs: list[psutil.Process], grace: float = STOP_GRACE_SECONDS
             p.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_ended(procs, grace)
     for p in alive:
         try:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=grace)
+    _wait_ended(alive, grace)
     return f"ended pids {', '.join(str(p.pid) for p in procs)}" + (f" ({len(alive)} needed SIGKILL)" if alive else "")
 
 
