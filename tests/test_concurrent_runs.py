@@ -41,8 +41,10 @@ def test_two_remediating_runs_at_once_both_report_and_only_one_acts(tmp_path):
         assert len({p.name for p in reports.glob("incident-*.html")}) == 2
         statuses = sorted(json.loads(p.read_text())["remediation"]["status"] for p in incidents)
         acted = [s for s in statuses if s.startswith("ran ")]
-        waited = [s for s in statuses if "remediation in progress" in s]
-        assert (len(acted), len(waited)) == (1, 1), statuses
+        # The other run either met the lock, or checked after the first run's fix and found the target healthy:
+        # which one depends on how the two interleave (a held lock is tested deterministically below).
+        others = [s for s in statuses if "remediation in progress" in s or s == "nothing to fix"]
+        assert (len(acted), len(others)) == (1, 1), statuses
 
 
 def test_the_remediation_lock_belongs_to_the_target_whatever_the_report_directory(tmp_path):

@@ -6,6 +6,7 @@ reason when their subject is absent; only the checks that observe the host itsel
 browser processes, a browser launch) have something to see there.
 """
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -58,8 +59,12 @@ disk_path = "{tmp_path}"
 def test_a_service_user_that_is_no_account_fails_the_writability_checks(tmp_path, tree):
     targets = tmp_path / "targets.toml"
     targets.write_text(targets.read_text().replace("[t]\n", '[t]\nservice_user = "no-such-account-4f1c"\n', 1))
-    argv = [sys.executable, "-m", "pytest", "--target-file", str(targets), "--target", "t", "-q", "-rf"]
+    argv = [sys.executable, "-m", "pytest", "--target-file", str(targets), "--target", "t", "-q"]
     argv += ["--report-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-k", "writable"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert "2 failed" in done.stdout, done.stdout
-    assert done.stdout.count("observed no account 'no-such-account-4f1c' on this host") == 2, done.stdout
+    failures = json.loads((tmp_path / "reports/latest.json").read_text())["failures"]
+    assert sorted(f["id"].split("::")[1] for f in failures) == [
+        "test_database_file_is_writable",
+        "test_logs_are_writable_by_the_service_user",
+    ], done.stdout
+    assert all(f["message"].startswith("observed no account 'no-such-account-4f1c' on this host") for f in failures)
