@@ -19,7 +19,7 @@
     collect. A waived failing check is reported as *waived*: the
     report's outcome becomes "skipped" with ``wasxfail`` set, which the terminal
     shows as WAIVED, JUnit as ``<skipped type="pytest.xfail" message="waived: …">``
-    and pytest-html as an expected failure; it neither fails the run nor pages.
+    and the incident page as a waived row; it neither fails the run nor pages.
     ``("waived", {...})`` is added to its user_properties. A waiver past its
     ``expires`` date is ignored (the check fails as usual) and flagged in the
     terminal summary and as ``("waiver_expired", {...})``.
@@ -248,7 +248,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if prop not in item.user_properties:
         item.user_properties.append(prop)
     if not expired:
-        # xfail-like: not counted as failed by pytest, JUnit or pytest-html; the failure text stays in longrepr.
+        # xfail-like: not counted as failed by pytest or JUnit; the failure text stays in longrepr.
         report.outcome = "skipped"
         report.wasxfail = f"waived: {waiver.reason} (owner {waiver.owner}, until {waiver.expires.isoformat()})"
     return report

@@ -3,10 +3,12 @@
 On the controller (or in a plain run) :class:`IncidentRecorder` reads the
 run's :class:`~remediation.results.Results` when the session finishes, runs
 ``--remediate`` when asked, builds the incident once and has every writer
-(``pytest_fossawork_write_report``: JSON, HTML) write it as
+(``pytest_fossawork_write_report``: JSON) write it as
 ``<report dir>/incident-<UTC stamp>-<suffix>.<ext>``, refreshing ``latest.<ext>``;
 then it prunes the reports of earlier runs to ``--keep-reports``
-(:mod:`remediation.reports.history`). Beside the checks it gathers the targets'
+(:mod:`remediation.reports.history`). The HTML page (:mod:`remediation.reports.html_report`)
+is not needed for the verdict: it is rendered and written after the verdict is printed,
+as the run is unconfigured. Beside the checks it gathers the targets'
 fingerprints (:mod:`remediation.fingerprints`): a failing run's incident names what
 changed since the last healthy run, and every run keeps its own for the next.
 
@@ -100,20 +102,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registered once per process, however many runs it holds (pytester's in-process runs).
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
-    # tryfirst: the HTML path must be set before pytest-html's own pytest_configure reads it.
     if hasattr(config, "workerinput"):
         return
-    from remediation.reports import html_report, json_report
+    from remediation.reports import json_report
 
     config.stash[KEEP_KEY] = keep_reports(config)
 
     recorder = IncidentRecorder(config)
     config.pluginmanager.register(recorder, RECORDER)
-    # Named so a team can replace one with `-p no:fossawork-html` or unregister it in conftest.py.
+    # Named so a team can replace one with `-p no:fossawork-json` or unregister it in conftest.py.
     config.pluginmanager.register(remediate, "fossawork-remediate")
     config.pluginmanager.register(json_report, "fossawork-json")
-    if config.pluginmanager.has_plugin("html"):  # `-p no:html` turns the page off, not the run
-        config.pluginmanager.register(html_report.IncidentHtml(config, recorder), "fossawork-html")
 
 
 def keep_reports(config: pytest.Config) -> history.Keep:
@@ -160,12 +159,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     recorder = config.pluginmanager.get_plugin(RECORDER)
+    if recorder is not None:
+        recorder.write_page()
     line = recorder.last_line if recorder is not None else None
     if line:
         # The last line of the run (after pytest's own summary), on stderr: what a journal or a cron log shows last.
         sys.stdout.flush()
         sys.stderr.write(line + "\n")
-    for name in (RECORDER, "fossawork-remediate", "fossawork-json", "fossawork-html"):
+    for name in (RECORDER, "fossawork-remediate", "fossawork-json"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
@@ -183,10 +184,9 @@ class IncidentRecorder:
         self.remediation: dict | None = None
         self.written: list[Path] = []
         self.pruned: list[history.Run] = []
-        # pytest-html writes incident-<run>.html itself; runs that check nothing drop it (see collection_finish).
+        self.page: Path | None = None  # incident-<run>.html once the rest is written; written itself by write_page
+        self.session: pytest.Session | None = None
         opt = config.getoption
-        self.user_html = opt("htmlpath", None)
-        self.html_path: Path | None = None
         quiet = opt("runbook") or opt("collectonly") or opt("no_incident_report")
         # The fingerprints live beside the reports: a run that writes none (a --remediate re-check) keeps none.
         self.fingerprinting = not quiet and not opt("no_fingerprint")
@@ -194,30 +194,18 @@ class IncidentRecorder:
         self.unwritable: OSError | None = None  # why the report directory cannot be written
         self.last_line: str | None = None  # the run's last line, when it is that
         if not quiet:
-            # Known before anything is written: then pytest-html gets no page to write there (it would stop the run
-            # with a traceback, as it configures or as it ends), no fix runs (it could not be audited), and the run
-            # ends with exit 3 after its verdict.
+            # Known before anything is written: then no fix runs (it could not be audited), and the run ends
+            # with exit 3 after its verdict.
             try:
                 check_writable(self.report_dir)
             except OSError as exc:
                 self.unwritable = exc
-        if not self.user_html and not quiet and self.unwritable is None and config.pluginmanager.has_plugin("html"):
-            self.html_path = self.report_dir / f"incident-{self.run_id}.html"
-            config.option.htmlpath = str(self.html_path)
-            config.option.self_contained_html = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """No health check collected (e.g. ``pytest tests/``): no HTML report either. Health checks collected: the
-        fingerprints are gathered while they run (under xdist the controller collects nothing: they are gathered
-        as the run ends)."""
-        checking = any(is_health_check(item) for item in session.items)
-        if checking and self.fingerprinting:
+        """Health checks collected: the fingerprints are gathered while they run (under xdist the controller
+        collects nothing: they are gathered as the run ends)."""
+        if self.fingerprinting and any(is_health_check(item) for item in session.items):
             self.fingerprints().start()
-        if self.html_path is not None and not checking:
-            for plugin in self.config.pluginmanager.get_plugins():
-                if type(plugin).__module__.startswith("pytest_html") and hasattr(plugin, "_report_path"):
-                    self.config.pluginmanager.unregister(plugin)
-            self.html_path = None
 
     def wants_report(self) -> bool:
         """An incident is written only for runs that checked something (not for self-tests or --runbook)."""
@@ -239,14 +227,19 @@ class IncidentRecorder:
                     and self.remediation["severity_after"] == "healthy"
                 ):
                     session.exitstatus = pytest.ExitCode.OK
+        self.session = session
         try:
             return (yield)
         finally:
             self._finish()
-            self.last_line = self._unwritable_line()
-            # Exit 3, not the checks' 0 or 1: a scheduler must not read "reports missing" as "healthy".
-            if self.last_line and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self._end()
+
+    def _end(self) -> None:
+        """The last line and exit 3 when a report could not be written (also when the page fails, later)."""
+        self.last_line = self._unwritable_line()
+        # Exit 3, not the checks' 0 or 1: a scheduler must not read "reports missing" as "healthy".
+        if self.last_line and self.session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            self.session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def _unwritable_line(self) -> str | None:
         """The run's last line when its report, fingerprints or alert state could not be written."""
@@ -263,10 +256,8 @@ class IncidentRecorder:
     # A second pytest_sessionfinish (pytest finds hooks by their "pytest_" prefix, specname by the spec's name).
     @pytest.hookimpl(specname="pytest_sessionfinish")
     def pytest_sessionfinish_build(self, session: pytest.Session) -> None:
-        """Build the incident after the alerts (tryfirst) opened theirs and before pytest-html (trylast) renders it.
-
-        So "failing since" names the alert this very run opened, and the page shows the incident.
-        """
+        """Build the incident after the alerts (tryfirst) opened theirs: "failing since" names the alert this very
+        run opened."""
         if self.wants_report():
             self.incident = self._build(results_of(self.config).health_checks(), self.remediation)
 
@@ -332,10 +323,7 @@ class IncidentRecorder:
         if recheck:
             outcomes = {c.nodeid: c.outcome for c in results_of(self.config).health_checks()}
             write_atomically(Path(recheck), json.dumps(outcomes))
-        if self.incident is None:
-            if self.html_path is not None and self.html_path.exists():
-                self.html_path.unlink()  # pytest-html wrote it for us, but this run has no incident
-        elif self.unwritable is None:
+        if self.incident is not None and self.unwritable is None:
             try:
                 self._write()
             except OSError as exc:
@@ -356,6 +344,22 @@ class IncidentRecorder:
             keep = self.config.stash[KEEP_KEY]
             now = datetime.now(UTC)
             self.pruned = history.prune(self.report_dir, keep, now, self.run_id, self._open_alerts())
+        self.page = self.report_dir / f"{stem}.html"
+
+    def write_page(self) -> None:
+        """The HTML page of the incident and latest.html, after the verdict and everything else is printed; a page
+        that cannot be written ends the run as any other report does (its line, exit 3)."""
+        if self.page is None or self.unwritable is not None:
+            return
+        from remediation.reports import html_report
+
+        page = html_report.page(self.incident, results_of(self.config).health_checks())
+        try:
+            for path in (self.page, self.page.with_name("latest.html")):
+                write_atomically(path, page)
+        except OSError as exc:
+            self.unwritable = exc
+            self._end()
 
     def fingerprints(self):
         """This run's :class:`~remediation.fingerprints.Fingerprints` (made once the targets are known, after
@@ -386,7 +390,7 @@ class IncidentRecorder:
 
             for line in terminal_lines(self.incident["changed"]):
                 tr.write_line(line)
-        for path in self.written:
+        for path in self.written + ([self.page] if self.page else []):
             tr.write_line(f"incident report: {path}")
         if self.incident["evidence"]:
             tr.write_line(f"evidence kept before the fixes: {self.incident['evidence']}")

@@ -89,8 +89,11 @@ def incident_files(project) -> list[Path]:
     return sorted(project.path.joinpath("reports").glob("incident-*"))
 
 
-def row_logs(page: str) -> dict:
-    """pytest-html's per-test data (the rows its script renders) in ``page``: node id -> the logs of its rows."""
-    blob = re.search(r'data-jsonblob="([^"]*)"', page)[1]
-    tests = json.loads(html.unescape(blob))["tests"]
-    return {nodeid: [row["log"] for row in rows] for nodeid, rows in tests.items()}
+def row_messages(page: str) -> dict:
+    """The page's table of every check: check id -> (outcome, message) of its row, as text."""
+    rows = re.findall(
+        r'<tr class="result[^"]*"><td class="col-result">([^<]*)</td><td class="col-check"><code>([^<]*)</code>'
+        r'.*?<td class="col-message">(?:<pre>(.*?)</pre>)?</td></tr>',
+        page,
+    )
+    return {html.unescape(check): (html.unescape(outcome), html.unescape(message)) for outcome, check, message in rows}

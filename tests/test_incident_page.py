@@ -1,12 +1,14 @@
 """The HTML incident page, rendered in Chromium: the banner in the first screen, then the failures by severity."""
 
 import json
+import subprocess
 import sys
 
 from production_support import receiver  # noqa: F401 (fixture)
-from report_support import ROOT, project, row_logs, run  # noqa: F401 (fixture)
+from report_support import ROOT, project, row_messages, run  # noqa: F401 (fixture)
 
-from remediation.reports.html_report import failure_html
+from remediation.reports.html_report import failure_html, result_row
+from remediation.results import CheckResult
 
 sys.path.insert(0, str(ROOT / "bench"))
 from incident_picture import FIRST_SCREEN, page_of  # noqa: E402  (bench/ is a folder of scripts)
@@ -40,11 +42,10 @@ def test_a_p1_page_opens_with_a_red_banner_inside_the_first_screen(project):  # 
             assert expected in words, words
         assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == RED
         assert page.title().startswith("P1 Critical: local - FossaWork health ")
-        # The incident comes before pytest-html's results table and its environment.
-        top = {sel: page.locator(sel).bounding_box()["y"] for sel in ("#incident-failures", "#results-table", "#title")}
-        assert banner.bounding_box()["y"] < top["#incident-failures"] < top["#results-table"] < top["#title"], top
-        # pytest-html's script rendered its table from the embedded data: the redaction pass left it whole.
-        assert page.locator("#results-table tbody.results-table-row").count() == 4
+        # The incident comes before the table of every check and the run's details.
+        top = {s: page.locator(s).bounding_box()["y"] for s in ("#incident-failures", "#results-table", "#run-details")}
+        assert banner.bounding_box()["y"] < top["#incident-failures"] < top["#results-table"] < top["#run-details"], top
+        assert page.locator("#results-table tbody tr").count() == 4
         groups = page.locator(".severity-group h2").all_inner_texts()
         assert groups == ["P1 Critical: 1 failing", "P2 High: 1 failing"]
         card = page.locator(".severity-p1 .failure").inner_text()
@@ -76,9 +77,8 @@ def test_a_healthy_page_opens_with_a_green_banner_inside_the_first_screen(projec
 
 def test_a_skipped_row_shows_the_reason_not_a_python_tuple(project):  # noqa: F811
     run(project).assert_outcomes(passed=1, failed=2, skipped=1)
-    (log,) = row_logs(_latest(project).read_text())["health/test_checks.py::test_skipped"]
-    assert log.startswith("not on this host"), log
-    assert "('" not in log, log
+    outcome, message = row_messages(_latest(project).read_text())["health/test_checks.py::test_skipped"]
+    assert (outcome, message) == ("skipped", "not on this host"), message
 
 
 def test_failing_since_is_the_open_alert_of_the_check_in_the_report_directory(project):  # noqa: F811
@@ -137,3 +137,34 @@ def test_a_remediated_check_shows_its_outcome_and_why():
         },
     }
     assert "fixed with loss: work_orders: 30 of 1000 rows lost (fix exit 0)" in failure_html(failure)
+
+
+def test_a_waived_row_shows_its_waiver_not_an_empty_message():
+    waiver = {
+        "check": "health/test_x.py::test_y",
+        "reason": "fix ships in 2.4",
+        "owner": "ops",
+        "expires": "2026-12-31",
+    }
+    row = result_row(CheckResult("health/test_x.py::test_y", {"severity": "p2"}, status="waived", waiver=waiver))
+    assert '<td class="col-result">waived</td>' in row, row
+    assert "waived: fix ships in 2.4 (owner ops, until 2026-12-31)" in row, row
+
+
+PLUGIN_MODULES = """
+import sys, pytest
+class Modules:
+    def pytest_unconfigure(self):
+        print("MODULES", " ".join(sorted(sys.modules)))
+sys.exit(pytest.main(["--runbook", "-q", "-p", "no:cacheprovider"], plugins=[Modules()]))
+"""
+
+
+def test_a_run_imports_neither_pytest_html_nor_jinja_nor_looponfail():
+    # The suite writes its page itself; where the environment still has pytest-html, addopts blocks its entry points.
+    done = subprocess.run([sys.executable, "-c", PLUGIN_MODULES], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("MODULES ")]
+    modules = set(line.split()[1:])
+    assert "xdist.plugin" in modules  # the list is whole: xdist itself (-n) still loads
+    assert not {"pytest_html", "jinja2", "xdist.looponfail"} & modules, sorted(modules)

@@ -1,119 +1,57 @@
-"""The HTML incident report: pytest-html's self-contained page, opened by the incident.
+"""The HTML incident page: one self-contained file, written from the incident record and the run's results.
 
 Read at 3 a.m., the page answers in its first screen how bad it is, how soon
 to respond and against which target (a banner coloured by severity), then what
 changed since the last healthy run (the runbook's first question), then what
 failed, most severe first, each with its evidence, the fix to paste (dry run,
 then ``--execute``), its knowledge-base entry, what ``--remediate`` did and
-since when it has been failing. pytest-html's results table (passed and
-skipped checks too) and its environment follow. Everything goes through
-pytest-html's hooks; ``incident.css`` (appended with pytest-html's ``--css``)
-puts the incident first and colours it.
+since when it has been failing. A table of every check (failing first, then
+passed and skipped ones with their reason) and the run's details follow.
+
+Built from strings with the standard library: pytest-html cost a P1 verdict ~38 ms (its import of Jinja, its
+template compiled every run, its hooks on every check), all of it for a page nobody reads before the verdict.
+The recorder (remediation.plugin) writes it after the verdict is printed. Every string on the page passes
+through :func:`text`: redacted (a sandbox's secrets are registered late) and escaped.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import sys
 from datetime import datetime
-from html import escape, unescape
+from html import escape
 from pathlib import Path
 
-import pytest
-
-from observe.secrets import redact, redact_obj
+from observe.secrets import redact
 from remediation.contract import SEVERITIES, SEVERITY_TITLES
 from remediation.reports.incident import cause_words
-from remediation.results import CHECK_PROPERTY, skip_reason, user_property
-from remediation.storage import write_atomically
+from remediation.results import CheckResult
 
 STYLESHEET = Path(__file__).with_name("incident.css")
 # The knowledge-base lists shown under a failure (its symptoms are the check's own symptom, shown above).
 KB_PARTS = (("Causes", "causes"), ("Solutions", "solutions"))
-MARKUP = re.compile(r"(<[^>]*>)")
-DATA_BLOB = re.compile(r'(?<=data-jsonblob=")([^"]*)')  # pytest-html's results, as HTML-escaped JSON
 
 
-class IncidentHtml:
-    """Hook implementations that add the incident to pytest-html's report; registered on the controller only."""
-
-    def __init__(self, config: pytest.Config, recorder):
-        self.config = config
-        self.recorder = recorder  # the run's IncidentRecorder: its incident, and where pytest-html writes
-        self.report_data = None  # pytest-html's ReportData, whose title is set once the incident is known
-        config.option.css = [*(config.getoption("css", None) or ()), str(STYLESHEET)]
-
-    def pytest_html_report_title(self, report):
-        """Keep pytest-html's report data: the title (the browser tab) names the incident at the end of the run."""
-        self.report_data = report
-
-    def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        """The incident first: banner, what changed since the last healthy run, then the failing checks by severity."""
-        incident = self.recorder.incident
-        if incident is None:
-            return
-        if self.report_data is not None:
-            self.report_data.title = page_title(incident)
-        prefix.append(
-            banner_html(incident)
-            + causes_html(incident)
-            + changed_html(incident)
-            + failures_html(incident)
-            + na_html(incident)
-        )
-
-    def pytest_html_results_table_header(self, cells):
-        """Severity, component and fix columns after the test id."""
-        cells[2:2] = ["<th>Severity</th>", "<th>Component</th>", "<th>Fix</th>"]
-
-    def pytest_html_results_table_row(self, report, cells):
-        check = check_of(report) or {}
-        fix = " ".join(filter(None, (check.get("script", ""), check.get("issue_type", ""))))
-        cells[2:2] = [
-            f'<td class="col-severity">{escape(check.get("severity", "").upper())}</td>',
-            f'<td class="col-component">{escape(check.get("component", ""))}</td>',
-            f'<td class="col-fix">{escape(fix)}</td>',
-        ]
-
-    def pytest_html_results_table_html(self, report, data):
-        """A skipped row says why it was skipped, not pytest's (file, line, 'Skipped: …') tuple."""
-        if report.skipped and isinstance(report.longrepr, tuple) and data:
-            data[0] = escape(skip_reason(report)) + "\n"
-
-    @pytest.hookimpl
-    def pytest_fossawork_write_report(self, config, incident, report_dir, stem):
-        """Finish ``stem.html`` (pytest-html's file) with a last redaction pass over the whole page."""
-        recorder = self.recorder
-        source = recorder.html_path or (Path(recorder.user_html) if recorder.user_html else None)
-        if source is None or not source.exists():
-            return None
-        path = Path(report_dir) / f"{stem}.html"
-        return write_atomically(path, redact_page(source.read_text(encoding="utf-8")))
+def page(incident: dict, checks: list[CheckResult]) -> str:
+    """The page of ``incident`` and ``checks`` (the run's health checks): the incident, then the table of every
+    check and the run's details; the stylesheet inlined, no script, nothing fetched."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{text(page_title(incident))}</title>"
+        f"<style>{STYLESHEET.read_text(encoding='utf-8')}</style></head><body>"
+        + banner_html(incident)
+        + causes_html(incident)
+        + changed_html(incident)
+        + failures_html(incident)
+        + na_html(incident)
+        + results_html(checks)
+        + run_html(incident)
+        + "</body></html>\n"
+    )
 
 
-def redact_page(page: str) -> str:
-    """The last redaction pass over a finished page (secrets a sandbox registers late), one piece at a time.
-
-    Run over the raw page, a mask such as "Authorization: <up to a space>" would swallow the end of
-    pytest-html's embedded JSON (its quotes are &#34;) or of a tag, and the page would lose its results
-    table. So the JSON is redacted as data, and the rest one tag or one run of text at a time.
-    """
-
-    def data(blob: str) -> str:
-        return escape(json.dumps(redact_obj(json.loads(unescape(blob)))), quote=True)
-
-    def markup(text: str) -> str:
-        return "".join(redact(piece) for piece in MARKUP.split(text))
-
-    # split() keeps the blob's group: text, blob, text.
-    return "".join(data(part) if i % 2 else markup(part) for i, part in enumerate(DATA_BLOB.split(page)))
-
-
-def check_of(report) -> dict | None:
-    """The catalog entry a health check's report carries, or None for other tests."""
-    raw = user_property(report, CHECK_PROPERTY)
-    entry = json.loads(raw) if raw is not None else {}
-    return entry if "id" in entry else None
+def text(value) -> str:
+    """Any value as page text: redacted, then escaped (quotes too, so it may stand in an attribute)."""
+    return escape(redact(str(value)))
 
 
 def severity_words(incident: dict) -> str:
@@ -150,16 +88,16 @@ def banner_html(incident: dict) -> str:
     if total["failed"] or incident["remediation"]["requested"]:
         verdict += f" Remediation: {incident['remediation']['status']}."
     others = [t["name"] for t in incident["targets"][1:]]
-    where = escape(target["name"]) + (f" (and {escape(', '.join(others))})" if others else "")
+    where = text(target["name"]) + (f" (and {text(', '.join(others))})" if others else "")
     about = target["description"] or target["source"]
     respond = incident["respond"]
     return (
-        f'<section id="incident-banner" class="severity-{escape(incident["severity"])}">'
-        f'<p class="banner-severity">{escape(severity_words(incident))}</p>'
-        f'<p class="banner-respond">{escape(respond[0].upper() + respond[1:])}</p>'
-        f'<p class="banner-target">Target <b>{where}</b>: {escape(about)}</p>'
-        f'<p class="banner-verdict">{escape(verdict)}</p>'
-        f'<p class="banner-run">Run {escape(incident["run_id"])}, started {escape(utc(incident["started"]))}, '
+        f'<section id="incident-banner" class="severity-{text(incident["severity"])}">'
+        f'<p class="banner-severity">{text(severity_words(incident))}</p>'
+        f'<p class="banner-respond">{text(respond[0].upper() + respond[1:])}</p>'
+        f'<p class="banner-target">Target <b>{where}</b>: {text(about)}</p>'
+        f'<p class="banner-verdict">{text(verdict)}</p>'
+        f'<p class="banner-run">Run {text(incident["run_id"])}, started {text(utc(incident["started"]))}, '
         f"{incident['duration_seconds']:g} s</p>"
         "</section>"
     )
@@ -168,8 +106,8 @@ def banner_html(incident: dict) -> str:
 def causes_html(incident: dict) -> str:
     """Root causes found outside the run's selection (remediation.rootcause), above the failures they explain."""
     items = "".join(
-        f"<li><b>{escape(c['severity'].upper())}</b> <code>{escape(c['id'])}</code>: {escape(c['message'])} "
-        f"({escape(cause_words(c))})</li>"
+        f"<li><b>{text(c['severity'].upper())}</b> <code>{text(c['id'])}</code>: {text(c['message'])} "
+        f"({text(cause_words(c))})</li>"
         for c in incident["root_causes"]
     )
     return f'<section id="incident-root-causes"><h2>Root cause</h2><ul>{items}</ul></section>' if items else ""
@@ -178,7 +116,7 @@ def causes_html(incident: dict) -> str:
 def na_html(incident: dict) -> str:
     """Checks the profile rules out for this deployment: listed with the reason, never counted as passing."""
     items = "".join(
-        f"<li><code>{escape(na['id'])}</code>: {escape(na['reason'])}</li>" for na in incident["not_applicable"]
+        f"<li><code>{text(na['id'])}</code>: {text(na['reason'])}</li>" for na in incident["not_applicable"]
     )
     return (
         f'<section id="incident-not-applicable"><h2>Not applicable (N/A)</h2><ul>{items}</ul></section>'
@@ -196,22 +134,22 @@ def changed_html(incident: dict) -> str:
 
     parts = []
     for section in incident["changed"]:
-        where = f" of {escape(section['target'])}" if len(incident["targets"]) > 1 else ""
+        where = f" of {text(section['target'])}" if len(incident["targets"]) > 1 else ""
         if section["since"] is None:
             heading = f"Changed since the last healthy run{where}: not known"
-            body = f"<p>{escape(section['note'] or '')}</p>"
+            body = f"<p>{text(section['note'] or '')}</p>"
         else:
-            heading = f"Changed since the last healthy run{where} ({escape(utc(section['since']))})"
+            heading = f"Changed since the last healthy run{where} ({text(utc(section['since']))})"
             top = {id(c) for c in most_relevant(section["changes"])}
             # Marked only when it tells recent changes from older ones (not when the previous run was the healthy one).
             recent = any(not c["new"] for c in section["changes"])
             items = "".join(
-                f'<li class="change kind-{escape(c["kind"])}{" relevant" if id(c) in top else ""}">'
-                f"{escape(c['text'])}{' <em>(since the previous run)</em>' if recent and c['new'] else ''}</li>"
+                f'<li class="change kind-{text(c["kind"])}{" relevant" if id(c) in top else ""}">'
+                f"{text(c['text'])}{' <em>(since the previous run)</em>' if recent and c['new'] else ''}</li>"
                 for c in section["changes"]
             )
             body = f"<ol>{items}</ol>" if items else "<p>Nothing the fingerprint records has changed.</p>"
-        unknown = "".join(f"<li>{escape(u)}</li>" for u in section["unknown"])
+        unknown = "".join(f"<li>{text(u)}</li>" for u in section["unknown"])
         if unknown:
             body += f'<details class="unknown"><summary>Not compared (unknown)</summary><ul>{unknown}</ul></details>'
         parts.append(f'<section class="changed-target"><h2>{heading}</h2>{body}</section>')
@@ -226,7 +164,7 @@ def failures_html(incident: dict) -> str:
         if failures:
             heading = f"{level.upper()} {SEVERITY_TITLES[level]}: {len(failures)} failing"
             cards = "".join(failure_html(f) for f in failures)
-            group = f'<section class="severity-group severity-{level}"><h2>{escape(heading)}</h2>{cards}</section>'
+            group = f'<section class="severity-group severity-{level}"><h2>{text(heading)}</h2>{cards}</section>'
             groups.append(group)
     return f'<div id="incident-failures">{"".join(groups)}</div>' if groups else ""
 
@@ -238,29 +176,29 @@ def failure_html(failure: dict) -> str:
         commands = "<dd>escalate: the runbook has no safe fix, a human decides</dd>"
     else:
         commands = (
-            f"<dd>dry run: <code>{escape(fix['dry_run_command'])}</code></dd>"
-            f"<dd>then: <code>{escape(fix['command'])}</code></dd>"
+            f"<dd>dry run: <code>{text(fix['dry_run_command'])}</code></dd>"
+            f"<dd>then: <code>{text(fix['command'])}</code></dd>"
         )
     if fix["cause"]:
         # Its own fix cannot help (a restart of a backend that dies at import): the cause's is offered.
-        commands = f"<dd>the fix of its cause, <code>{escape(fix['cause'])}</code>:</dd>" + commands
+        commands = f"<dd>the fix of its cause, <code>{text(fix['cause'])}</code>:</dd>" + commands
     rows = [
-        ("Evidence", f'<dd><pre class="evidence">{escape(failure["message"])}</pre></dd>'),
-        ("Failing since", f"<dd>{escape(since_words(failure['since']))}</dd>"),
+        ("Evidence", f'<dd><pre class="evidence">{text(failure["message"])}</pre></dd>'),
+        ("Failing since", f"<dd>{text(since_words(failure['since']))}</dd>"),
         ("Fix", commands),
         (
             "Knowledge base",
-            f"<dd><b>{escape(kb['title'])}</b> ({escape(kb['id'])})</dd>"
-            + "".join(f"<dd>{heading}: {escape('; '.join(kb[key]))}</dd>" for heading, key in KB_PARTS if kb.get(key)),
+            f"<dd><b>{text(kb['title'])}</b> ({text(kb['id'])})</dd>"
+            + "".join(f"<dd>{heading}: {text('; '.join(kb[key]))}</dd>" for heading, key in KB_PARTS if kb.get(key)),
         ),
-        ("Remediation", f"<dd>{escape(remediation_words(failure['remediation']))}</dd>"),
+        ("Remediation", f"<dd>{text(remediation_words(failure['remediation']))}</dd>"),
     ]
-    body = "".join(f"<dt>{escape(name)}</dt>{value}" for name, value in rows)
-    target = f" on {escape(failure['target'])}" if failure["target"] else ""
+    body = "".join(f"<dt>{text(name)}</dt>{value}" for name, value in rows)
+    target = f" on {text(failure['target'])}" if failure["target"] else ""
     return (
-        f'<article class="failure" id="failure-{escape(failure["id"])}">'
-        f"<h3>{escape(failure['symptom'])}</h3>"
-        f'<p class="check-id"><code>{escape(failure["id"])}</code>{target} ({escape(failure["component"])})</p>'
+        f'<article class="failure" id="failure-{text(failure["id"])}">'
+        f"<h3>{text(failure['symptom'])}</h3>"
+        f'<p class="check-id"><code>{text(failure["id"])}</code>{target} ({text(failure["component"])})</p>'
         f"<dl>{body}</dl></article>"
     )
 
@@ -279,3 +217,52 @@ def remediation_words(remediation: dict | None) -> str:
     outcome = remediation["outcome"] + (f": {remediation['reason']}" if remediation["reason"] else "")
     exit_code = remediation["exit_code"]
     return outcome + (f" (fix exit {exit_code})" if exit_code is not None else "")
+
+
+def results_html(checks: list[CheckResult]) -> str:
+    """The ``#results-table``: every check of the run, the failing ones first (most severe first), then in run
+    order; a skipped or N/A check shows why, a waived one its waiver."""
+    failing = sorted((c for c in checks if c.outcome == "failed"), key=lambda c: c.rank)
+    rows = "".join(result_row(c) for c in [*failing, *(c for c in checks if c.outcome != "failed")])
+    head = "".join(f"<th>{name}</th>" for name in ("Outcome", "Check", "Severity", "Component", "Fix", "Duration"))
+    return (
+        f'<section id="results"><h2>Every check: {len(checks)}</h2><table id="results-table">'
+        f"<thead><tr>{head}<th>Message</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def result_row(check: CheckResult) -> str:
+    entry, waiver = check.check, check.waiver
+    # "" when no report got past its setup: a run interrupted while it ran.
+    status = check.status or "unfinished"
+    message = check.message
+    if waiver is not None:
+        message = f"waived: {waiver['reason']} (owner {waiver['owner']}, until {waiver['expires']})"
+    fix = " ".join(filter(None, (entry.get("script"), entry.get("issue_type"))))
+    cells = (
+        ("result", text(status)),
+        ("check", f"<code>{text(check.nodeid)}</code>"),
+        ("severity", text((check.severity or "").upper())),
+        ("component", text(check.component or "")),
+        ("fix", text(fix)),
+        ("duration", f"{check.duration:.2f} s"),
+        ("message", f"<pre>{text(message)}</pre>" if message else ""),
+    )
+    tds = "".join(f'<td class="col-{name}">{value}</td>' for name, value in cells)
+    return f'<tr class="result status-{text(status).replace("/", "")}">{tds}</tr>'
+
+
+def run_html(incident: dict) -> str:
+    """The ``#run-details`` at the end: which run, how it was started, against which profiles, where its evidence is."""
+    targets = "".join(f"<dd>{text(t['name'])}: {text(t['source'])}</dd>" for t in incident["targets"])
+    rows = [
+        ("Run", f"<dd>{text(incident['run_id'])}</dd>"),
+        ("Started", f"<dd>{text(utc(incident['started']))}, for {incident['duration_seconds']:g} s</dd>"),
+        ("Command", f"<dd><code>pytest {text(' '.join(incident['pytest_args']))}</code></dd>"),
+        ("Targets", targets),
+        ("Python", f"<dd>{text(sys.version.split()[0])} on {text(sys.platform)}</dd>"),
+    ]
+    if incident["evidence"]:
+        rows.append(("Evidence kept before the fixes", f"<dd><code>{text(incident['evidence'])}</code></dd>"))
+    body = "".join(f"<dt>{name}</dt>{value}" for name, value in rows)
+    return f'<footer id="run-details"><h2>Run</h2><dl>{body}</dl></footer>'
