@@ -296,10 +296,15 @@ class IncidentRecorder:
         )
 
     def _audit_entries(self) -> list[dict]:
-        try:
-            lines = (self.report_dir / AUDIT_LOG).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
+        """This run's entries of the audit log, from the rotated generation too when the log moved during the run."""
+        lines: list[str] = []
+        for name in (AUDIT_LOG, AUDIT_LOG + ".1"):
+            try:
+                lines = (self.report_dir / name).read_text(encoding="utf-8").splitlines() + lines
+            except OSError:
+                pass
+            if lines and self.run_id not in lines[0]:
+                break  # the oldest line read predates this run: the rotated generation holds none of its entries
         entries = [json.loads(line) for line in lines if self.run_id in line]
         return [e for e in entries if e.get("run_id") == self.run_id]
 

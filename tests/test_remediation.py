@@ -182,3 +182,17 @@ def test_secrets_from_the_env_file_never_reach_output_or_audit(tmp_path, tree):
     assert code == 0, output
     for text in (output, (tmp_path / "reports" / core.AUDIT_LOG).read_text()):
         assert "s3cr3t-value-for-tests-0123456789" not in text
+
+
+def test_a_full_audit_log_moves_aside_and_the_next_entries_start_a_new_one(tmp_path, tree, monkeypatch):
+    monkeypatch.setattr(core, "AUDIT_MAX_BYTES", 64 * 1024)  # a dry run's entries (a few KiB) fit in a new log
+    log = tmp_path / "reports" / core.AUDIT_LOG
+    log.parent.mkdir()
+    old = '{"run_id": "earlier", "action": "x"}\n' * 2000  # past the limit
+    log.write_text(old)
+    os.chmod(log, 0o600)
+    run_script(tmp_path, "fix-database-issues", "vacuum")
+    assert (tmp_path / "reports" / f"{core.AUDIT_LOG}.1").read_text() == old  # moved, not truncated
+    entries = log.read_text().splitlines()
+    assert entries and all('"dry_run": true' in line for line in entries)
+    assert log.stat().st_mode & 0o777 == 0o600

@@ -23,6 +23,9 @@ from observe.files import flock_holders, nearest_existing
 from observe.secrets import redact, redact_obj
 
 AUDIT_LOG = "remediation-audit.jsonl"
+# A scheduled --remediate appends to the audit log for as long as it runs, and every run reads its own entries
+# back: at this size the log moves to AUDIT_LOG.1 (the generation before it is dropped), so both stay bounded.
+AUDIT_MAX_BYTES = 4 * 2**20
 LOCK_FD_ENV = "FOSSAWORK_REMEDIATION_LOCK_FD"
 # Crash tests: the process SIGKILLs itself right after its Nth carried-out step, as a power cut would.
 KILL_AFTER_STEP_ENV = "FOSSAWORK_KILL_AFTER_STEP"
@@ -43,6 +46,29 @@ class Busy(Exception):
     def __init__(self, pid: str, where: Path):
         super().__init__(f"remediation in progress (pid {pid}, lock on {where})")
         self.pid = pid
+
+
+def _open_audit_log(path: Path) -> int:
+    """The audit log opened for appending and locked (the lock ends with the fd), rotated first when full.
+
+    Under the lock one writer rotates; another that opened the same file before the rename finds a new file
+    at ``path`` and appends there, so no entry lands in a generation about to be dropped."""
+    for _ in range(3):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        here = os.fstat(fd)
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != (here.st_dev, here.st_ino):
+            os.close(fd)  # rotated by another writer since we opened it: append to the new one
+            continue
+        if here.st_size < AUDIT_MAX_BYTES:
+            return fd
+        os.replace(path, path.with_name(path.name + ".1"))
+        os.close(fd)
+    raise OSError(f"cannot open {path}: rotated by other writers three times in a row")
 
 
 def stamp() -> str:
@@ -152,8 +178,7 @@ class Remediation:
         }
         self.report_dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(redact_obj(entry)) + "\n"
-        fd = os.open(self.report_dir / AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(_open_audit_log(self.report_dir / AUDIT_LOG), "w", encoding="utf-8") as f:
             f.write(line)
 
     def step(self, action: str, do: Callable[[], object]) -> object:
