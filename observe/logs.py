@@ -257,23 +257,29 @@ class Logs:
         return Outcomes(len(tail.entries), failed, tail.evidence())
 
     def since(
-        self, category: str, window: timedelta, now: datetime | None = None, keep: Callable[[Entry], bool] | None = None
+        self,
+        category: str,
+        window: timedelta,
+        now: datetime | None = None,
+        keep: Callable[[Entry], bool] | None = None,
+        newest_only: bool = False,
     ) -> Tail:
         """Entries of the category newer than ``now - window`` (and undated ones met on the way).
 
         With ``keep``, only the entries it accepts are held: a check that
         counts errors in a busy log's window holds those errors, not the window's tens of thousands of lines.
+        With ``newest_only``, each file is read back only to its newest entry inside the window.
         """
         now = now or datetime.now(UTC)
         cutoff = now - window
         paths, problems = self.files(category)
         tail = Tail(files=paths, problems=problems)
         for path in paths:
-            self._read_file(path, cutoff, now, tail, keep)
+            self._read_file(path, cutoff, now, tail, keep, newest_only)
         tail.entries.sort(key=lambda e: e.timestamp or cutoff)
         return tail
 
-    def _read_file(self, path: Path, cutoff: datetime, now: datetime, tail: Tail, keep) -> None:
+    def _read_file(self, path: Path, cutoff: datetime, now: datetime, tail: Tail, keep, newest_only: bool) -> None:
         try:
             # Without blocking: the glob saw a regular file, but a FIFO may have taken its place since.
             handle = os.fdopen(open_regular(path), "rb")
@@ -319,6 +325,8 @@ class Logs:
                     continue
                 if keep is None or keep(entry):
                     tail.entries.append(entry)
+                    if newest_only:
+                        break  # appended in time order: the first dated entry read backwards is the file's newest
             else:
                 if counter[0] >= self.tail_bytes and counter[0] < size:
                     tail.capped = True
@@ -329,7 +337,7 @@ class Logs:
         """Whether the category received an entry in the last ``window``: its newest one there, else its newest."""
         now = datetime.now(UTC)
         tail, newest = self._newest_entry(category, window, now)
-        # Only for a silent group: every file is then read back to the start of its tail_bytes.
+        # Only for a silent group: each file read back to its newest entry, whatever its age.
         before = None if newest is not None else self._newest_entry(category, EVER, now)[1]
         stats = []
         for path in tail.files:
@@ -342,14 +350,9 @@ class Logs:
         return Activity(category, globs, tail, newest, before, stats)
 
     def _newest_entry(self, category: str, window: timedelta, now: datetime) -> tuple[Tail, Entry | None]:
-        found: list[Entry] = []
-
-        def note(entry: Entry) -> bool:
-            if not found or entry.timestamp > found[0].timestamp:
-                found[:] = [entry]
-            return False  # only the newest is kept: a busy general log's window is tens of thousands of lines
-
-        return self.since(category, window, now, keep=note), (found[0] if found else None)
+        # Each file read back to its newest entry only: a busy general log's window is tens of thousands of lines.
+        tail = self.since(category, window, now, newest_only=True)
+        return tail, (tail.entries[-1] if tail.entries else None)
 
     def newest(self, category: str) -> tuple[Path | None, float | None]:
         """The category's most recently written file and its age in hours (None, None when there is none)."""
